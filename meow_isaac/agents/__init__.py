@@ -1,0 +1,1 @@
+"""Agents: the MEow agent (one EBFlow network as actor and critic)."""

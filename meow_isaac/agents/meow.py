@@ -1,0 +1,116 @@
+"""The MEow update: soft Bellman error on the EBFlow, Adam, gradient clipping, Polyak target.
+
+Paper: Chao et al., NeurIPS 2024, Sec. 3.2 (soft Bellman objective, Eq. 12) and Sec. 3.3 (shifting-based
+clipped double Q, SCDQ). Spec: ``shared/reference/meow_algorithm.md`` section 4.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, Tuple
+
+import torch
+from torch import nn
+
+from meow_isaac.flows import EBFlowPolicy
+from meow_isaac.normalization import RunningObsNormalizer
+from meow_isaac.replay import Batch
+
+
+def meow_loss(policy: EBFlowPolicy, target: EBFlowPolicy, batch: Batch, alpha: float, gamma: float,
+              two_pass: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Soft Bellman error of both shift heads (pure function of nets, batch and hyperparameters).
+
+    ``y = r + gamma (1 - terminated) min_j Vbar_j(s')`` with the target's exact soft V (sigma network and
+    shift heads only, no coupling pass); ``L = mean_{batch, j} (Q_j(s, a) - y)^2``.
+
+    Args:
+        policy: the trained flow (train mode: coupling dropout active).
+        target: Polyak copy (eval mode), used without gradients.
+        batch: normalised minibatch (``obs``/``next_obs`` ``(B, obs_dim)``, ``reward``/``terminated`` ``(B,)``).
+        alpha: temperature (> 0). gamma: discount in ``[0, 1]``.
+        two_pass: reproduce the reference formulation's two flow passes (one per head, independent dropout
+            masks) instead of one shared pass.
+
+    Returns:
+        ``(loss, metrics)``: 0-dim loss; metrics are detached 0-dim tensors (``q``, ``target_v``, ``target_y``,
+        ``log_sigma``), read only at log intervals.
+    """
+    with torch.no_grad():
+        next_v = target.soft_v(batch.next_obs, alpha).min(-1).values
+        y = batch.reward + gamma * (1.0 - batch.terminated) * next_v
+    if two_pass:
+        q = torch.stack([policy.soft_q(batch.obs, batch.action, alpha)[:, j] for j in range(2)], dim=-1)
+    else:
+        q = policy.soft_q(batch.obs, batch.action, alpha)
+    loss = (q - y.unsqueeze(-1)).square().mean()
+    metrics = {"q": q.detach().mean(), "target_v": next_v.mean(), "target_y": y.mean()}
+    return loss, metrics
+
+
+class MEowAgent(nn.Module):
+    """Policy + target flow + observation normaliser + Adam: acting and the MEow update.
+
+    Args:
+        obs_dim, action_dim: sizes. device: training device.
+        alpha: temperature; tau: Polyak rate; gamma: discount; learning_rate: Adam step size;
+        grad_norm: max gradient norm (clip); sigma_max/sigma_min: flow prior bounds;
+        normalize_input: use the running observation normaliser; two_pass: reference formulation (see
+        :func:`meow_loss`); dropout: coupling dropout.
+
+    Raises:
+        ValueError: non-positive alpha/learning_rate/grad_norm or tau/gamma outside ``[0, 1]``.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, device: torch.device, alpha: float = 0.2,
+                 tau: float = 0.005, gamma: float = 0.99, learning_rate: float = 1e-3, grad_norm: float = 30.0,
+                 sigma_max: float = -0.3, sigma_min: float = -5.0, normalize_input: bool = False,
+                 two_pass: bool = False, dropout: float = 0.1) -> None:
+        super().__init__()
+        for key, value in (("alpha", alpha), ("learning_rate", learning_rate), ("grad_norm", grad_norm)):
+            if not value > 0:
+                raise ValueError(f"{key}={value} is invalid: expected a positive number")
+        for key, value in (("tau", tau), ("gamma", gamma)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key}={value} is invalid: expected a number in [0, 1]")
+        self.alpha, self.tau, self.gamma = float(alpha), float(tau), float(gamma)
+        self.grad_norm, self.two_pass = float(grad_norm), bool(two_pass)
+        self.policy = EBFlowPolicy(obs_dim, action_dim, sigma_max, sigma_min, dropout=dropout).to(device)
+        self.target = copy.deepcopy(self.policy).requires_grad_(False).eval()
+        self.normalizer = RunningObsNormalizer(obs_dim, enabled=normalize_input).to(device)
+        self._params = list(self.policy.parameters())
+        self._target_params = list(self.target.parameters())
+        device = torch.device(device)
+        fused = device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self._params, lr=learning_rate, fused=fused or None,
+                                          foreach=None if fused else True)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions ``(N, action_dim)`` in ``(-1, 1)`` for raw observations ``(N, obs_dim)``.
+
+        The policy acts in eval mode (no coupling dropout); stochasticity comes from ``z0`` only.
+        """
+        was_training = self.policy.training
+        self.policy.eval()
+        action = self.policy.sample(self.normalizer(obs), deterministic=deterministic)
+        self.policy.train(was_training)
+        return action
+
+    def update(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        """One gradient step on a raw-observation minibatch, then the Polyak update. No host sync.
+
+        Returns detached 0-dim metric tensors (``loss``, ``grad_norm``, ``q``, ``target_v``, ``target_y``).
+        """
+        batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
+        self.policy.train()
+        loss, metrics = meow_loss(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_norm, foreach=True)
+        self.optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._params, self.tau)
+        metrics["loss"] = loss.detach()
+        metrics["grad_norm"] = grad_norm.detach()
+        return metrics

@@ -1,0 +1,188 @@
+"""Energy-based normalizing flow (EBFlow) policy of MEow: one network that is actor and critic.
+
+Chao et al., "Maximum Entropy Reinforcement Learning via Energy-Based Normalizing Flow", NeurIPS 2024
+(arXiv:2405.13629), Section 3 (EBFlow parameterisation, Eqs. 8-11) and Section 3.3 (learnable reward
+shifting). Architecture as specified in ``shared/reference/meow_algorithm.md`` sections 2-5.
+
+Generation direction (sampling), ``z0 ~ N(0, I_d)``::
+
+    u = sigma(s) * z0                       linear layer: log|det| = sum log sigma(s), depends on s only
+    u <- m*u + (1-m)*(u + t_k(m*u, s))      2K additive couplings, masks m, 1-m, ...: volume preserving
+    a = tanh(u)                             non-linear squashing
+
+Density direction (``a -> z0``) gives the soft Q and the exact soft V of each reward-shift head ``j``::
+
+    Q_j(s, a) = alpha * (-0.5 ||z0||^2 - sum_i log(1 - a_i^2 + eps) + b_j(s))
+    V_j(s)    = alpha * ( sum_i log sigma_i(s) + d/2 log(2 pi) + b_j(s))
+
+so that ``(Q_j - V_j) / alpha = log pi(a|s)`` exactly (paper Eq. 10-11).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+from torch import nn
+
+EPS = float(torch.finfo(torch.float32).eps)
+ACTION_CLAMP = 1.0 - 1e-5
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
+    """Two-hidden-layer ReLU MLP ``in_dim -> hidden -> hidden -> out_dim`` (optional LayerNorm and dropout)."""
+    layers: List[nn.Module] = []
+    dim = in_dim
+    for _ in range(2):
+        layers.append(nn.Linear(dim, hidden))
+        if layer_norm:
+            layers.append(nn.LayerNorm(hidden))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        dim = hidden
+    layers.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def _zero_last(net: nn.Sequential) -> nn.Sequential:
+    last = net[-1]
+    assert isinstance(last, nn.Linear)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+class AdditiveCoupling(nn.Module):
+    """Conditional additive coupling ``u <- m*u + (1-m)*(u + t(m*u, s))`` (volume preserving, log|det| = 0).
+
+    Args:
+        mask: ``(d,)`` float tensor of 0/1; entries with 1 pass through and condition the shift.
+        obs_dim: observation size; hidden: width of ``t``; dropout: dropout rate inside ``t``.
+    """
+
+    def __init__(self, mask: torch.Tensor, obs_dim: int, hidden: int = 64, dropout: float = 0.1) -> None:
+        super().__init__()
+        d = mask.numel()
+        self.register_buffer("mask", mask.float())
+        self.net = mlp(d + obs_dim, hidden, d, layer_norm=True, dropout=dropout)
+        for module in self.net:
+            if isinstance(module, nn.Linear):
+                nn.init.orthogonal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def shift(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """``(1-m) * t(m*u, s)``: ``(B, d)`` from ``u (B, d)`` and ``obs (B, obs_dim)``."""
+        return (1.0 - self.mask) * self.net(torch.cat((self.mask * u, obs), dim=-1))
+
+    def forward(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Generation direction ``z -> a``."""
+        return u + self.shift(u, obs)
+
+    def inverse(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Density direction ``a -> z`` (exact: the masked half is unchanged by ``forward``)."""
+        return u - self.shift(u, obs)
+
+
+class EBFlowPolicy(nn.Module):
+    """MEow's EBFlow: stochastic policy, soft Q and exact soft V in one network (paper Sec. 3).
+
+    Args:
+        obs_dim: observation size (normalised observations go in).
+        action_dim: action size ``d``; actions are in ``(-1, 1)``.
+        sigma_max, sigma_min: bounds of ``log sigma(s)`` (spec section 2.1; e.g. -0.3 and -5.0).
+        hidden: width of the sigma network and of each coupling network (64).
+        num_coupling_pairs: ``K`` pairs of couplings with masks ``m`` then ``1-m`` (2).
+        dropout: dropout rate inside the couplings (0.1).
+        shift_hidden: width of the two learnable reward-shift heads (256).
+
+    All methods take float32 tensors on the module's device; ``B`` is the batch size.
+
+    Raises:
+        ValueError: a non-positive size, ``sigma_min >= sigma_max`` or a dropout outside ``[0, 1)``.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, sigma_max: float = -0.3, sigma_min: float = -5.0,
+                 hidden: int = 64, num_coupling_pairs: int = 2, dropout: float = 0.1,
+                 shift_hidden: int = 256) -> None:
+        super().__init__()
+        for key, value in (("obs_dim", obs_dim), ("action_dim", action_dim), ("hidden", hidden),
+                           ("shift_hidden", shift_hidden)):
+            if value < 1:
+                raise ValueError(f"{key}={value} is invalid: expected an integer >= 1")
+        if num_coupling_pairs < 0:
+            raise ValueError(f"num_coupling_pairs={num_coupling_pairs} is invalid: expected >= 0")
+        if not sigma_min < sigma_max:
+            raise ValueError(f"sigma_min={sigma_min} must be < sigma_max={sigma_max}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout} is invalid: expected a value in [0, 1)")
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.sigma_max, self.sigma_min = float(sigma_max), float(sigma_min)
+        self.sigma_net = _zero_last(mlp(obs_dim, hidden, action_dim))
+        mask = (torch.arange(action_dim) % 2 == 0).float()  # checkerboard [1, 0, 1, 0, ...]
+        couplings = []
+        for _ in range(num_coupling_pairs):
+            couplings.append(AdditiveCoupling(mask, obs_dim, hidden, dropout))
+            couplings.append(AdditiveCoupling(1.0 - mask, obs_dim, hidden, dropout))
+        self.couplings = nn.ModuleList(couplings)
+        self.shift_heads = nn.ModuleList([_zero_last(mlp(obs_dim, shift_hidden, 1)) for _ in range(2)])
+        self.log_2pi_term = 0.5 * action_dim * math.log(2.0 * math.pi)
+
+    # ------------------------------------------------------------------ pieces
+    def log_sigma(self, obs: torch.Tensor) -> torch.Tensor:
+        """``log sigma(s)`` ``(B, d)``: ``sigma_min + (sigma_max - sigma_min) (tanh(h(s)) + 1) / 2``."""
+        h = torch.tanh(self.sigma_net(obs))
+        return self.sigma_min + 0.5 * (self.sigma_max - self.sigma_min) * (h + 1.0)
+
+    def reward_shifts(self, obs: torch.Tensor) -> torch.Tensor:
+        """Learnable reward shifts ``b_j(s)`` of both heads: ``(B, 2)`` (paper Sec. 3.3)."""
+        return torch.cat([head(obs) for head in self.shift_heads], dim=-1)
+
+    # ------------------------------------------------------------------ generation direction
+    def forward(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        """Push noise ``z0`` ``(B, d)`` through the flow; returns actions ``(B, d)`` in ``(-1, 1)``."""
+        u = torch.exp(self.log_sigma(obs)) * z0
+        for layer in self.couplings:
+            u = layer(u, obs)
+        return torch.tanh(u)
+
+    def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Action ``(B, d)``: ``z0 ~ N(0, I)`` (stochastic) or ``z0 = 0`` (deterministic; spec section 5)."""
+        shape = (obs.shape[0], self.action_dim)
+        z0 = torch.zeros(shape, device=obs.device, dtype=obs.dtype) if deterministic else \
+            torch.randn(shape, device=obs.device, dtype=obs.dtype)
+        return self(obs, z0)
+
+    # ------------------------------------------------------------------ density direction
+    def inverse(self, obs: torch.Tensor, action: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Invert the flow at ``action`` ``(B, d)``.
+
+        Returns:
+            ``z0`` ``(B, d)``; ``log_sigma`` ``(B, d)``; ``log_det_tanh = -sum_i log(1 - a_i^2 + eps)`` ``(B,)``
+            (the log-Jacobian of ``atanh``, spec section 2.3).
+        """
+        a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
+        u = torch.atanh(a)
+        for layer in reversed(self.couplings):
+            u = layer.inverse(u, obs)
+        log_sigma = self.log_sigma(obs)
+        z0 = u * torch.exp(-log_sigma)
+        log_det_tanh = -torch.log(1.0 - a.square() + EPS).sum(-1)
+        return z0, log_sigma, log_det_tanh
+
+    def soft_q(self, obs: torch.Tensor, action: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Soft Q of both heads ``(B, 2)`` from **one** flow pass (paper Eq. 11 with LRS, spec section 3)."""
+        z0, _, log_det_tanh = self.inverse(obs, action)
+        energy = -0.5 * z0.square().sum(-1) + log_det_tanh
+        return alpha * (energy.unsqueeze(-1) + self.reward_shifts(obs))
+
+    def soft_v(self, obs: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Exact soft V of both heads ``(B, 2)``; needs only the sigma network and the shift heads."""
+        log_norm = self.log_sigma(obs).sum(-1) + self.log_2pi_term
+        return alpha * (log_norm.unsqueeze(-1) + self.reward_shifts(obs))
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``log pi(a|s)`` ``(B,)`` by the change of variables (equals ``(Q_j - V_j) / alpha``)."""
+        z0, log_sigma, log_det_tanh = self.inverse(obs, action)
+        return -0.5 * z0.square().sum(-1) - self.log_2pi_term - log_sigma.sum(-1) + log_det_tanh

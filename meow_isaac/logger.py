@@ -1,0 +1,46 @@
+"""Scalar logging to TensorBoard (always) and Weights & Biases (when ``wandb_activate=True``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class Logger:
+    """Writes scalars to ``<run_dir>/summaries`` and, if a wandb config is given, to a wandb run.
+
+    Args:
+        run_dir: the run folder. wandb: ``None`` or a dict with ``project``, ``entity``, ``group``, ``name``,
+            ``tags`` and ``config`` (the resolved run config); honours ``WANDB_MODE=offline``.
+
+    Raises:
+        ImportError: wandb is requested but not installed (``pip install meow-isaac[wandb]``).
+    """
+
+    def __init__(self, run_dir: Path, wandb: Optional[Mapping[str, Any]] = None) -> None:
+        self.run = None
+        if wandb is not None:
+            try:
+                import wandb as wandb_lib
+            except ImportError as err:
+                raise ImportError("wandb_activate=True needs wandb: pip install 'meow-isaac[wandb]'") from err
+            self.run = wandb_lib.init(
+                project=wandb["project"], entity=wandb.get("entity") or None, group=wandb.get("group") or None,
+                name=wandb.get("name") or None, tags=list(wandb.get("tags") or []), config=wandb.get("config"),
+                dir=str(run_dir), sync_tensorboard=False, reinit=True)
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "summaries"))
+
+    def log(self, scalars: Dict[str, float], step: int) -> None:
+        """Write host floats ``scalars`` at x-axis ``step`` (environment frames)."""
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, step)
+        if self.run is not None:
+            self.run.log(dict(scalars, frame=step), step=step)
+
+    def close(self) -> None:
+        """Flush and close the writers."""
+        self.writer.close()
+        if self.run is not None:
+            self.run.finish()

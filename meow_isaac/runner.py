@@ -1,0 +1,170 @@
+"""Hydra entry point: ``python runner.py task=<Task> [key=value ...]`` (or the ``meow-isaac`` command).
+
+Config layout as in IsaacGymEnvs (``cfg/config.yaml``, ``cfg/task/<Task>.yaml``, ``cfg/train/<Task>MEow.yaml``).
+Invalid config: one line on stderr naming the key, the value and what is accepted; exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.checkpoint import load_checkpoint, seed_everything
+from meow_isaac.config import ConfigError, TrainConfig, resolve_device, resolve_threads
+from meow_isaac.factory import make_task_env, resolve_sim
+from meow_isaac.logger import Logger
+from meow_isaac.trainer import Trainer, evaluate
+
+EXIT_CONFIG_ERROR = 2
+
+
+def config_dir() -> Path:
+    """The ``cfg/`` folder: the repo's (source checkout / editable install) or the installed copy."""
+    repo = Path(__file__).resolve().parents[1] / "cfg"
+    return repo if repo.is_dir() else Path(__file__).resolve().parent / "cfg"
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers of IsaacGymEnvs (``isaacgymenvs/__init__.py``)."""
+    resolvers = {
+        "eq": lambda x, y: x.lower() == y.lower(),
+        "contains": lambda x, y: x.lower() in y.lower(),
+        "if": lambda pred, a, b: a if pred else b,
+        "resolve_default": lambda default, arg: default if arg == "" else arg,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _check_choice(group: str, value: str) -> None:
+    options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    if value not in options:
+        raise ConfigError(f"invalid config: {group}={value!r}; accepted: {', '.join(options)}")
+
+
+def precheck_argv(argv: list) -> None:
+    """Validate ``task=``/``train=`` choices before hydra composes (hydra's own error is a traceback)."""
+    for arg in argv:
+        for group in ("task", "train"):
+            if arg.startswith(group + "=") and "," not in arg:
+                _check_choice(group, arg.split("=", 1)[1])
+
+
+def _int_key(cfg: DictConfig, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"invalid config: {key}={value!r}; accepted: an integer >= 1")
+    return value
+
+
+def run(cfg: DictConfig) -> Dict[str, Any]:
+    """Train, resume or play according to ``cfg``; returns a summary dict (for tests and scripts).
+
+    Raises:
+        ConfigError: any invalid value (caught by :func:`main`: one line, exit 2).
+    """
+    train_dict = OmegaConf.to_container(cfg.train, resolve=True)
+    task_dict = OmegaConf.to_container(cfg.task, resolve=True)
+    tcfg = TrainConfig.from_mapping(train_dict)
+    device = resolve_device(str(cfg.device))
+    torch_threads = resolve_threads("torch_threads", cfg.torch_threads)
+    sim_threads = resolve_threads("sim_threads", cfg.sim_threads)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"invalid config: seed={cfg.seed!r}; accepted: an integer")
+    num_envs = _int_key(cfg, "num_envs", task_dict["env"]["numEnvs"])
+    capacity = num_envs * tcfg.replay_size_per_env
+    if tcfg.batch_size > capacity:
+        raise ConfigError(f"invalid config: train.batch_size={tcfg.batch_size}; accepted: at most the replay "
+                          f"capacity num_envs x train.replay_size_per_env = {capacity}")
+    checkpoint = str(cfg.checkpoint or "")
+    if cfg.test and not checkpoint:
+        raise ConfigError("invalid config: test=True needs checkpoint=<path to a .pth>")
+    if checkpoint and not Path(checkpoint).is_file():
+        raise ConfigError(f"invalid config: checkpoint={checkpoint!r}; accepted: an existing checkpoint file")
+    sim = resolve_sim(str(cfg.sim))
+
+    torch.set_num_threads(torch_threads)
+    seed_everything(cfg.seed, bool(cfg.torch_deterministic))
+
+    def make_env(n: int, seed: int) -> Any:
+        return make_task_env(task_dict, sim, num_envs=n, seed=seed, device=str(device), num_threads=sim_threads)
+
+    probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, cfg.seed)
+    agent = MEowAgent(probe.obs_dim, probe.action_dim, device, alpha=tcfg.alpha, tau=tcfg.tau, gamma=tcfg.gamma,
+                      learning_rate=tcfg.learning_rate, grad_norm=tcfg.grad_norm, sigma_max=tcfg.sigma_max,
+                      sigma_min=tcfg.sigma_min, normalize_input=tcfg.normalize_input, two_pass=tcfg.two_pass,
+                      dropout=tcfg.dropout)
+    if cfg.test:
+        agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
+        returns = evaluate(agent, probe)
+        probe.close()
+        print(f"[meow-isaac] test: {task_dict['name']} checkpoint {checkpoint}: mean return "
+              f"{float(returns.mean()):.2f} +- {float(returns.std(unbiased=False)):.2f} over {returns.numel()} "
+              "deterministic episodes")
+        return {"test_returns": returns.tolist()}
+
+    if checkpoint and Path(checkpoint).parent.name == "nn":
+        run_dir = Path(checkpoint).resolve().parent.parent
+    else:
+        stamp = datetime.datetime.now().strftime("%d-%H-%M-%S")
+        run_dir = Path("runs") / (str(cfg.experiment) if cfg.experiment else f"{tcfg.name}_{stamp}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
+    wandb_cfg = None
+    if cfg.wandb_activate:
+        wandb_cfg = {"project": cfg.wandb_project, "entity": cfg.wandb_entity, "group": cfg.wandb_group,
+                     "name": cfg.wandb_name, "tags": list(cfg.wandb_tags), "config": resolved}
+    trainer = Trainer(probe, lambda: make_env(tcfg.eval_envs, cfg.seed + 10_000), agent, tcfg, run_dir,
+                      Logger(run_dir, wandb_cfg), tcfg.name, device, config_dict=resolved,
+                      show_progress=bool(cfg.progress_bar))
+    print(f"[meow-isaac] {task_dict['name']} on {sim}: {num_envs} envs, obs {probe.obs_dim}, action "
+          f"{probe.action_dim}, device {device}, torch threads {torch_threads}, sim threads {sim_threads}; "
+          f"replay {trainer.replay.nbytes / 2**20:.1f} MiB ({num_envs} x {tcfg.replay_size_per_env} slots); "
+          f"run folder {run_dir}")
+    if checkpoint:
+        trainer.load(Path(checkpoint))
+        print(f"[meow-isaac] resumed from {checkpoint} at iteration {trainer.iteration} ({trainer.frames} frames)")
+    try:
+        scalars = trainer.train()
+    finally:
+        trainer.close()
+    print(f"[meow-isaac] done: iteration {trainer.iteration}, frames {trainer.frames}, updates {trainer.updates}, "
+          f"last eval return {trainer.last_eval}, best {trainer.best_return:.2f}; checkpoints in {run_dir / 'nn'}")
+    return {"run_dir": str(run_dir), "iteration": trainer.iteration, "frames": trainer.frames,
+            "updates": trainer.updates, "last_eval": trainer.last_eval, "best_return": trainer.best_return,
+            "scalars": scalars}
+
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> Optional[Dict[str, Any]]:
+    try:
+        return run(cfg)
+    except (ConfigError, MemoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+
+
+def main() -> None:
+    """Console entry point (``meow-isaac``) and ``python runner.py``."""
+    try:
+        precheck_argv(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""meow-isaac: massively parallel MEow (Chao et al., NeurIPS 2024) for NVIDIA Isaac and MuJoCo."""
+
+from setuptools import setup
+
+setup(
+    name="meow-isaac",
+    version="0.1.0",
+    description="Massively parallel MEow (energy-based normalizing flow MaxEnt RL) for Isaac and MuJoCo tasks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.8",
+    packages=["meow_isaac", "meow_isaac.envs", "meow_isaac.agents", "tasks", "meow_isaac.cfg"],
+    package_dir={"meow_isaac.cfg": "cfg"},
+    package_data={"tasks": ["assets/*.xml"], "meow_isaac.cfg": ["*.yaml", "task/*.yaml", "train/*.yaml"]},
+    install_requires=[
+        "torch>=2.0",               # permissive for GPU users; CI installs the CPU build torch==2.13.0 first
+        "numpy>=1.23",
+        "mujoco>=4.0,<5",           # mujoco.batch (embedded CPU backend)
+        "gymnasium>=1.0,<2",        # ships the classic MuJoCo MJCF files
+        "hydra-core>=1.3,<1.5",
+        "omegaconf>=2.3,<2.4",
+        "tensorboard>=2.12",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "wandb": ["wandb>=0.16"],
+    },
+    entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
+)
