@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from typing import Dict, NamedTuple, Optional
 
 import torch
 
 _STATE_KEYS = ("obs", "next_obs", "action", "reward", "terminated", "valid", "ptr", "fill")
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for new tensors on ``device`` (CUDA: ``mem_get_info``; CPU: ``MemAvailable``), or None."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class Batch(NamedTuple):
@@ -55,6 +69,12 @@ class ReplayBuffer:
         rows = self.capacity + 1
         shape = (rows, self.num_envs)
         self.nbytes = rows * self.num_envs * (4 * (2 * obs_dim + action_dim + 2) + 1)
+        available = available_memory(self.device)
+        if available is not None and self.nbytes > available:
+            raise MemoryError(
+                f"replay buffer of {self.nbytes / 2**30:.2f} GiB ({num_envs} envs x {slots_per_env} slots, "
+                f"obs {obs_dim}, action {action_dim}) does not fit in the {available / 2**30:.2f} GiB available "
+                f"on {self.device}: lower train.replay_size_per_env or num_envs")
         try:
             self.obs = torch.empty(shape + (obs_dim,), device=self.device)
             self.next_obs = torch.empty(shape + (obs_dim,), device=self.device)

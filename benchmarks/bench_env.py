@@ -1,0 +1,131 @@
+"""Env steps/s of the embedded ``mujoco.batch`` backend against raw ``mujoco.mj_step`` in a Python loop.
+
+For each task and env count N:
+
+* *ours*: ``env.step(actions)`` of ``tasks.make_env(task, {}, num_envs=N)`` with random actions in [-1, 1]
+  (drawn up front and cycled). This is the whole agent step: action clamp and scaling, ``frame_skip``
+  physics substeps on the batch's thread pool (``--threads``), observation, reward, termination, same-step
+  auto-reset and episode statistics.
+* *raw*: the same ``MjModel`` in N plain ``MjData``, started from the env's reset state, stepped in a Python
+  loop: per env, write the same controls (the env's own action -> ctrl mapping of the same random actions)
+  and call ``mujoco.mj_step(model, data, nstep=frame_skip)``. Single-threaded, no observation, reward or
+  reset (fallen bodies keep simulating on the ground).
+
+Rates are agent steps per second summed over the N envs (one step = ``frame_skip`` substeps in both). Each cell
+times ``--rounds`` interleaved rounds of ours and raw (``--seconds`` each) and reports the medians.
+
+Run: ``python benchmarks/bench_env.py [--tasks Ant,Hopper,Humanoid] [--envs 1,16,64,256] [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Dict, List
+
+import mujoco
+import numpy as np
+import torch
+
+import tasks
+
+
+def rate_ours(env, actions: List[torch.Tensor], seconds: float) -> float:
+    """Agent steps/s (all envs) of ``env.step`` over at least ``seconds``."""
+    steps, t0 = 0, time.perf_counter()
+    while True:
+        env.step(actions[steps % len(actions)])
+        steps += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return steps * env.num_envs / elapsed
+
+
+def rate_raw(model: mujoco.MjModel, datas: List[mujoco.MjData], ctrls: np.ndarray, frame_skip: int,
+             seconds: float) -> float:
+    """Agent steps/s (all envs) of a Python loop of ``mj_step(nstep=frame_skip)`` over ``datas``."""
+    steps, t0 = 0, time.perf_counter()
+    while True:
+        ctrl = ctrls[steps % len(ctrls)]
+        for i, data in enumerate(datas):
+            data.ctrl[:] = ctrl[i]
+            mujoco.mj_step(model, data, frame_skip)
+        steps += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return steps * len(datas) / elapsed
+
+
+def bench_cell(task: str, num_envs: int, threads: int, seconds: float, rounds: int) -> Dict[str, float]:
+    """Median ours and raw rates of one (task, N) cell."""
+    env = tasks.make_env(task, {}, num_envs=num_envs, seed=0, num_threads=threads)
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    actions = [torch.rand(num_envs, env.action_dim, generator=gen) * 2 - 1 for _ in range(16)]
+    ctrls = []
+    for action in actions:  # the env's own action -> ctrl mapping
+        env._apply_action(action)
+        ctrls.append(env.ctrl.numpy().copy())
+    datas = []
+    for i in range(num_envs):  # raw sims start from the env's reset state
+        data = mujoco.MjData(env.model)
+        data.qpos[:], data.qvel[:] = env.qpos[i].numpy(), env.qvel[i].numpy()
+        mujoco.mj_forward(env.model, data)
+        datas.append(data)
+    ctrls_np = np.stack(ctrls)
+    rate_ours(env, actions, 0.05)  # warm up
+    rate_raw(env.model, datas, ctrls_np, env.frame_skip, 0.05)
+    ours, raw = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours.append(rate_ours(env, actions, seconds))
+            raw.append(rate_raw(env.model, datas, ctrls_np, env.frame_skip, seconds))
+        else:
+            raw.append(rate_raw(env.model, datas, ctrls_np, env.frame_skip, seconds))
+            ours.append(rate_ours(env, actions, seconds))
+    result = {"task": task, "num_envs": num_envs, "frame_skip": env.frame_skip, "obs_dim": env.obs_dim,
+              "action_dim": env.action_dim, "ours_sps": statistics.median(ours), "raw_sps": statistics.median(raw)}
+    result["ratio"] = result["ours_sps"] / result["raw_sps"]
+    env.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="Ant,Hopper,Humanoid", help="registered task names (tasks.make_env)")
+    parser.add_argument("--envs", default="1,16,64,256", help="comma-separated env counts")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="physics threads of the batch "
+                        "(default: all CPUs)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--seconds", type=float, default=0.25, help="seconds per timed round and method")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell (median)")
+    parser.add_argument("--json", default=None, help="write the results to this path")
+    args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
+    print(f"mujoco {mujoco.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
+          f"physics threads {args.threads} (of {os.cpu_count()} CPUs), {args.rounds} x {args.seconds:g} s rounds")
+
+    rows = []
+    for task in args.tasks.split(","):
+        for num_envs in (int(n) for n in args.envs.split(",")):
+            rows.append(bench_cell(task, num_envs, args.threads, args.seconds, args.rounds))
+            r = rows[-1]
+            print(f"  {task} N={num_envs}: ours {r['ours_sps']:,.0f}  raw {r['raw_sps']:,.0f} steps/s", flush=True)
+
+    print("\n| task | frame_skip | envs | ours steps/s | raw mj_step steps/s | ratio (ours/raw) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['frame_skip']} | {r['num_envs']} "
+              f"| {r['ours_sps']:,.0f} | {r['raw_sps']:,.0f} | {r['ratio']:.2f} |")
+    if args.json:
+        meta = {"mujoco": mujoco.__version__, "torch": torch.__version__, "physics_threads": args.threads,
+                "torch_threads": args.torch_threads, "seconds": args.seconds, "rounds": args.rounds}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Time one MEow update: ours (``MEowAgent.update``) against the reference formulation, on the CPU.
+
+Both sides use the same network (:class:`meow_isaac.flows.EBFlowPolicy`, same sizes and init) on the same sampled
+:class:`meow_isaac.replay.Batch`; only the formulation of the update differs.
+
+*Ours* (``meow_isaac/agents/meow.py``): one flow pass on the B rows gives Q of both shift heads; the target's
+exact V uses only its sigma network and shift heads (no coupling pass); foreach Adam, foreach
+``clip_grad_norm_``, one ``torch._foreach_lerp_`` for the Polyak update.
+
+*Reference* (:func:`reference_update`; the authors' ``cleanrl/cleanrl/meow_continuous_action.py`` training step,
+``FlowPolicy.get_qv`` / ``get_v`` and ``nf/flows.py`` ``CondScaling.get_qv``, GitHub ``ChienFeng-hub/meow``):
+
+* Q: the batch is concatenated with itself; the *whole* inverse flow (atanh, the 4 couplings, sigma network)
+  runs on the 2B rows. As in ``CondScaling.get_qv``, head 1 and head 2 each run on the first B states and
+  head j's shift is added to half j, so Q_1 comes from rows [0, B) and Q_2 from rows [B, 2B).
+* Target V: ``get_v`` on ``cat(s', s')``: the whole target flow is inverted at a zero action (its coupling
+  output is computed and then unused: V depends only on sigma(s') and the heads), then ``min`` of the halves.
+* ``F.mse_loss`` over the 2B rows, ``loss[loss != loss] = 0`` (NaN zeroing), ``Adam(foreach=False)``
+  (per-parameter loop), ``clip_grad_norm_(foreach=False)`` and the reference's per-parameter Polyak update
+  ``tp.data.copy_(tau * p.data + (1 - tau) * tp.data)``.
+
+With dropout off (eval mode) both losses are the same number; the script checks this once per size.
+
+Run: ``python benchmarks/bench_update.py [--batch 256] [--threads 1] [--iters 200] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from meow_isaac.agents.meow import MEowAgent, meow_loss
+from meow_isaac.flows import EBFlowPolicy
+from meow_isaac.replay import Batch, ReplayBuffer
+
+# name: (obs_dim, action_dim, alpha, tau) -- MuJoCo Hopper-v4 / Humanoid-v4 sizes and reference hyperparameters
+SIZES = {"Hopper": (11, 3, 0.25, 0.005), "Humanoid": (348, 17, 0.125, 0.0005)}
+GAMMA, LR, GRAD_NORM = 0.99, 1e-3, 30.0
+
+
+def reference_qv(net: EBFlowPolicy, obs2: torch.Tensor, act2: torch.Tensor, alpha: float):
+    """Reference ``FlowPolicy.get_qv`` on a doubled batch ``(2B, .)``: returns ``q, v`` ``(2B,)``.
+
+    The whole inverse flow runs on all 2B rows; each shift head runs on the first B states
+    (``CondScaling.get_qv``) and head j's output is added to half j.
+    """
+    half = obs2.shape[0] // 2
+    z0, log_sigma, log_det_tanh = net.inverse(obs2, act2)
+    shift = torch.cat((net.shift_heads[0](obs2[:half])[:, 0], net.shift_heads[1](obs2[:half])[:, 0]))
+    q = -0.5 * z0.square().sum(-1) + log_det_tanh + shift
+    v = log_sigma.sum(-1) + net.log_2pi_term + shift
+    return alpha * q, alpha * v
+
+
+def reference_loss(policy: EBFlowPolicy, target: EBFlowPolicy, batch: Batch, alpha: float, gamma: float,
+                   train: bool = True) -> torch.Tensor:
+    """Soft Bellman error as the reference training step computes it (see the module docstring)."""
+    half = batch.obs.shape[0]
+    with torch.no_grad():
+        target.eval()
+        next_obs2 = torch.cat((batch.next_obs, batch.next_obs), dim=0)
+        _, v_old = reference_qv(target, next_obs2, torch.zeros(2 * half, target.action_dim), alpha)  # get_v
+        exact_v_old = torch.min(v_old[:half], v_old[half:])
+        target_q = batch.reward + (1.0 - batch.terminated) * gamma * exact_v_old
+    policy.train(train)
+    q, _ = reference_qv(policy, torch.cat((batch.obs, batch.obs)), torch.cat((batch.action, batch.action)), alpha)
+    loss = F.mse_loss(q, torch.cat((target_q, target_q)))
+    loss[loss != loss] = 0.0
+    return loss.mean()
+
+
+class ReferenceUpdate:
+    """The reference update on its own copies of the policy and target flows."""
+
+    def __init__(self, policy: EBFlowPolicy, target: EBFlowPolicy, alpha: float, tau: float) -> None:
+        self.policy, self.target, self.alpha, self.tau = policy, target, alpha, tau
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=LR, foreach=False)
+
+    def update(self, batch: Batch) -> torch.Tensor:
+        loss = reference_loss(self.policy, self.target, batch, self.alpha, GAMMA)
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), GRAD_NORM, foreach=False)
+        self.optimizer.step()
+        for param, target_param in zip(self.policy.parameters(), self.target.parameters()):
+            target_param.data.copy_(self.tau * param.data + (1 - self.tau) * target_param.data)
+        return loss.detach()
+
+
+def make_batches(obs_dim: int, action_dim: int, batch: int, count: int, seed: int) -> List[Batch]:
+    """``count`` minibatches sampled from a CPU replay buffer filled with random transitions."""
+    torch.manual_seed(seed)
+    num_envs, rows = 16, 256
+    replay = ReplayBuffer(num_envs, rows, obs_dim, action_dim, torch.device("cpu"))
+    for _ in range(rows):
+        replay.add(torch.randn(num_envs, obs_dim), torch.rand(num_envs, action_dim) * 1.98 - 0.99,
+                   torch.randn(num_envs), torch.randn(num_envs, obs_dim), torch.rand(num_envs) < 0.05,
+                   torch.ones(num_envs, dtype=torch.bool))
+    return [replay.sample(batch) for _ in range(count)]
+
+
+def check_same_loss(agent: MEowAgent, batches: List[Batch]) -> float:
+    """Relative difference of the two losses with dropout off (after a few updates so no head is zero)."""
+    for b in batches[:20]:
+        agent.update(b)
+    policy = agent.policy.eval()
+    with torch.no_grad():
+        ours, _ = meow_loss(policy, agent.target, batches[0], agent.alpha, agent.gamma)
+        ref = reference_loss(policy, agent.target, batches[0], agent.alpha, agent.gamma, train=False)
+    return abs(float(ours) - float(ref)) / abs(float(ref))
+
+
+def time_interleaved(fns: Dict[str, Callable[[Batch], object]], batches: List[Batch], iters: int,
+                     chunk: int = 10, warmup: int = 10) -> Dict[str, float]:
+    """Median ms/update of each function over rounds of ``chunk`` updates, alternating the order each round."""
+    for fn in fns.values():
+        for i in range(warmup):
+            fn(batches[i % len(batches)])
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(max(1, iters // chunk)):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            for i in range(chunk):
+                fns[name](batches[(r * chunk + i) % len(batches)])
+            samples[name].append((time.perf_counter() - t0) * 1e3 / chunk)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=256, help="minibatch size B (default 256)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--iters", type=int, default=200, help="timed updates per method and size (default 200)")
+    parser.add_argument("--sizes", default="Hopper,Humanoid", help="comma-separated of " + ",".join(SIZES))
+    parser.add_argument("--json", default=None, help="write the results to this path")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, iters {args.iters}")
+
+    rows = []
+    for name in args.sizes.split(","):
+        obs_dim, action_dim, alpha, tau = SIZES[name]
+        batches = make_batches(obs_dim, action_dim, args.batch, 16, seed=0)
+        torch.manual_seed(0)
+        check_agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), alpha=alpha, tau=tau, gamma=GAMMA,
+                                learning_rate=LR, grad_norm=GRAD_NORM)
+        rel = check_same_loss(check_agent, batches)
+        print(f"{name}: loss check (eval mode, no dropout): |ours - reference| / |reference| = {rel:.2e}")
+        if rel > 1e-4:
+            raise SystemExit(f"{name}: losses differ by {rel:.2e} relative (> 1e-4)")
+        torch.manual_seed(0)
+        agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), alpha=alpha, tau=tau, gamma=GAMMA,
+                          learning_rate=LR, grad_norm=GRAD_NORM)
+        ref = ReferenceUpdate(copy.deepcopy(agent.policy), copy.deepcopy(agent.target), alpha, tau)
+        ms = time_interleaved({"ours": agent.update, "reference": ref.update}, batches, args.iters)
+        rows.append({"size": name, "obs_dim": obs_dim, "action_dim": action_dim, "batch": args.batch,
+                     "ours_ms": ms["ours"], "reference_ms": ms["reference"],
+                     "ratio": ms["reference"] / ms["ours"], "loss_rel_diff": rel})
+
+    print(f"\n| size | batch | ours ms/update | reference ms/update | ratio (reference/ours) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['batch']} | {r['ours_ms']:.2f} "
+              f"| {r['reference_ms']:.2f} | {r['ratio']:.2f} |")
+    if args.json:
+        meta = {"torch": torch.__version__, "threads": args.threads, "iters": args.iters, "device": "cpu"}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""EBFlow properties (paper Sec. 3, spec sections 2-5) and the MEow loss."""
+
+import math
+
+import pytest
+import torch
+
+from meow_isaac.agents.meow import MEowAgent, meow_loss
+from meow_isaac.flows import EBFlowPolicy
+from meow_isaac.replay import Batch
+
+
+def _randomised_flow(obs_dim: int, action_dim: int, seed: int = 0, **kw) -> EBFlowPolicy:
+    """A flow whose zero-initialised layers are given random weights, so every term is non-trivial."""
+    torch.manual_seed(seed)
+    flow = EBFlowPolicy(obs_dim, action_dim, **kw)
+    with torch.no_grad():
+        for p in flow.parameters():
+            if p.abs().sum() == 0 and p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return flow.eval()
+
+
+@pytest.mark.parametrize("action_dim", [1, 2, 3, 6])
+def test_q_minus_v_is_log_prob(action_dim):
+    flow = _randomised_flow(5, action_dim)
+    obs = torch.randn(64, 5)
+    action = flow.sample(obs)
+    alpha = 0.3
+    q, v = flow.soft_q(obs, action, alpha), flow.soft_v(obs, alpha)
+    log_prob = flow.log_prob(obs, action)
+    assert q.shape == v.shape == (64, 2)
+    for j in range(2):
+        torch.testing.assert_close((q[:, j] - v[:, j]) / alpha, log_prob, rtol=1e-4, atol=1e-4)
+    # The two heads differ (different shifts) but give the same policy.
+    assert not torch.allclose(q[:, 0], q[:, 1])
+
+
+def test_density_integrates_to_one_1d():
+    flow = _randomised_flow(3, 1, sigma_max=0.0, sigma_min=-1.5)
+    obs = torch.randn(4, 3)
+    grid = torch.linspace(-1 + 1e-6, 1 - 1e-6, 4001)
+    for s in obs:
+        with torch.no_grad():
+            density = torch.exp(flow.log_prob(s.expand(grid.numel(), 3), grid[:, None]).double())
+        total = torch.trapezoid(density, grid.double())
+        assert abs(total.item() - 1.0) < 1e-3, total
+
+
+def test_density_integrates_to_one_2d():
+    flow = _randomised_flow(3, 2, sigma_max=0.0, sigma_min=-1.5)
+    obs = torch.randn(2, 3)
+    side = torch.linspace(-1 + 1e-5, 1 - 1e-5, 401)
+    a0, a1 = torch.meshgrid(side, side, indexing="ij")
+    actions = torch.stack((a0.reshape(-1), a1.reshape(-1)), -1)
+    for s in obs:
+        with torch.no_grad():
+            density = torch.exp(flow.log_prob(s.expand(actions.shape[0], 3), actions).double()).reshape(401, 401)
+        total = torch.trapezoid(torch.trapezoid(density, side.double(), dim=1), side.double())
+        assert abs(total.item() - 1.0) < 3e-3, total
+
+
+def test_inverse_of_forward_is_identity():
+    flow = _randomised_flow(7, 4)
+    obs = torch.randn(128, 7)
+    z0 = torch.randn(128, 4) * 0.5
+    action = flow(obs, z0)
+    assert action.abs().max() < 1
+    z_back, _, _ = flow.inverse(obs, action)
+    torch.testing.assert_close(z_back, z0, rtol=1e-3, atol=1e-3)
+
+
+def test_deterministic_action_is_image_of_zero_noise():
+    flow = _randomised_flow(4, 3)
+    obs = torch.randn(16, 4)
+    torch.testing.assert_close(flow.sample(obs, deterministic=True), flow(obs, torch.zeros(16, 3)))
+    stochastic = flow.sample(obs)
+    assert not torch.allclose(stochastic, flow.sample(obs, deterministic=True))
+
+
+def test_soft_v_uses_no_coupling():
+    flow = _randomised_flow(4, 3)
+    obs = torch.randn(8, 4)
+    v = flow.soft_v(obs, 0.2)
+    with torch.no_grad():
+        for layer in flow.couplings:
+            for p in layer.parameters():
+                p.add_(1.0)
+    torch.testing.assert_close(flow.soft_v(obs, 0.2), v)
+
+
+def test_soft_v_closed_form():
+    flow = _randomised_flow(4, 3)
+    obs = torch.randn(8, 4)
+    alpha = 0.5
+    expected = alpha * (flow.log_sigma(obs).sum(-1, keepdim=True) + 1.5 * math.log(2 * math.pi)
+                        + flow.reward_shifts(obs))
+    torch.testing.assert_close(flow.soft_v(obs, alpha), expected)
+
+
+def test_invalid_arguments_raise():
+    with pytest.raises(ValueError, match="sigma_min"):
+        EBFlowPolicy(3, 2, sigma_max=-1.0, sigma_min=-0.5)
+    with pytest.raises(ValueError, match="action_dim"):
+        EBFlowPolicy(3, 0)
+
+
+def _batch(obs_dim=5, action_dim=2, n=32):
+    return Batch(torch.randn(n, obs_dim), torch.rand(n, action_dim) * 2 - 1, torch.randn(n),
+                 torch.randn(n, obs_dim), (torch.rand(n) < 0.2).float())
+
+
+def test_loss_matches_hand_computation_and_two_pass_without_dropout():
+    policy, target = _randomised_flow(5, 2, seed=1), _randomised_flow(5, 2, seed=2)
+    batch = _batch()
+    alpha, gamma = 0.2, 0.9
+    loss, metrics = meow_loss(policy, target, batch, alpha, gamma)
+    v_next = target.soft_v(batch.next_obs, alpha).min(-1).values
+    y = batch.reward + gamma * (1 - batch.terminated) * v_next
+    q = policy.soft_q(batch.obs, batch.action, alpha)
+    expected = 0.5 * (((q[:, 0] - y) ** 2).mean() + ((q[:, 1] - y) ** 2).mean())
+    torch.testing.assert_close(loss, expected)
+    loss_two, _ = meow_loss(policy, target, batch, alpha, gamma, two_pass=True)
+    torch.testing.assert_close(loss_two, loss)  # eval mode: no dropout, so identical
+    torch.testing.assert_close(metrics["target_y"], y.mean())
+
+
+def test_update_reduces_loss_and_moves_target_by_tau():
+    torch.manual_seed(0)
+    agent = MEowAgent(5, 2, torch.device("cpu"), alpha=0.2, tau=0.1, dropout=0.0)
+    batch = _batch(n=64)
+    before = [p.clone() for p in agent.target.parameters()]
+    first = agent.update(batch)["loss"]
+    for p_t, p_b, p in zip(agent.target.parameters(), before, agent.policy.parameters()):
+        torch.testing.assert_close(p_t, p_b + 0.1 * (p - p_b))
+    for _ in range(100):
+        last = agent.update(batch)["loss"]
+    assert last < 0.5 * first
