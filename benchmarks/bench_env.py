@@ -10,9 +10,11 @@ For each task and env count N:
   loop: per env, write the same controls (the env's own action -> ctrl mapping of the same random actions)
   and call ``mujoco.mj_step(model, data, nstep=frame_skip)``. Single-threaded, no observation, reward or
   reset (fallen bodies keep simulating on the ground).
+* *batch physics* (for reference): ``env.batch.step(nstep=frame_skip)`` alone on the env's batch, i.e. ours
+  without the task math and reset handling (controls left as they are).
 
 Rates are agent steps per second summed over the N envs (one step = ``frame_skip`` substeps in both). Each cell
-times ``--rounds`` interleaved rounds of ours and raw (``--seconds`` each) and reports the medians.
+times ``--rounds`` interleaved rounds of the three (``--seconds`` each) and reports the medians.
 
 Run: ``python benchmarks/bench_env.py [--tasks Ant,Hopper,Humanoid] [--envs 1,16,64,256] [--threads 2]``
 """
@@ -59,8 +61,19 @@ def rate_raw(model: mujoco.MjModel, datas: List[mujoco.MjData], ctrls: np.ndarra
             return steps * len(datas) / elapsed
 
 
+def rate_physics(env, seconds: float) -> float:
+    """Agent steps/s (all envs) of the batch physics alone: ``env.batch.step(nstep=frame_skip)``."""
+    steps, t0 = 0, time.perf_counter()
+    while True:
+        env.batch.step(nstep=env.frame_skip, stage=env.step_stage)
+        steps += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return steps * env.num_envs / elapsed
+
+
 def bench_cell(task: str, num_envs: int, threads: int, seconds: float, rounds: int) -> Dict[str, float]:
-    """Median ours and raw rates of one (task, N) cell."""
+    """Median ours, raw and batch-physics rates of one (task, N) cell."""
     env = tasks.make_env(task, {}, num_envs=num_envs, seed=0, num_threads=threads)
     env.reset()
     gen = torch.Generator().manual_seed(0)
@@ -78,16 +91,17 @@ def bench_cell(task: str, num_envs: int, threads: int, seconds: float, rounds: i
     ctrls_np = np.stack(ctrls)
     rate_ours(env, actions, 0.05)  # warm up
     rate_raw(env.model, datas, ctrls_np, env.frame_skip, 0.05)
-    ours, raw = [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            ours.append(rate_ours(env, actions, seconds))
-            raw.append(rate_raw(env.model, datas, ctrls_np, env.frame_skip, seconds))
-        else:
-            raw.append(rate_raw(env.model, datas, ctrls_np, env.frame_skip, seconds))
-            ours.append(rate_ours(env, actions, seconds))
+    timers = {"ours": lambda: rate_ours(env, actions, seconds),
+              "raw": lambda: rate_raw(env.model, datas, ctrls_np, env.frame_skip, seconds),
+              "physics": lambda: rate_physics(env, seconds)}
+    samples: Dict[str, List[float]] = {name: [] for name in timers}
+    for r in range(rounds):  # interleaved, order rotated each round
+        names = list(timers)[r % 3:] + list(timers)[:r % 3]
+        for name in names:
+            samples[name].append(timers[name]())
+        env.reset()  # the physics-only rounds do not reset fallen bodies
     result = {"task": task, "num_envs": num_envs, "frame_skip": env.frame_skip, "obs_dim": env.obs_dim,
-              "action_dim": env.action_dim, "ours_sps": statistics.median(ours), "raw_sps": statistics.median(raw)}
+              "action_dim": env.action_dim, **{f"{k}_sps": statistics.median(v) for k, v in samples.items()}}
     result["ratio"] = result["ours_sps"] / result["raw_sps"]
     env.close()
     return result
@@ -100,7 +114,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="physics threads of the batch "
                         "(default: all CPUs)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--seconds", type=float, default=0.25, help="seconds per timed round and method")
+    parser.add_argument("--seconds", type=float, default=0.2, help="seconds per timed round and method")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell (median)")
     parser.add_argument("--json", default=None, help="write the results to this path")
     args = parser.parse_args()
@@ -113,13 +127,15 @@ def main() -> None:
         for num_envs in (int(n) for n in args.envs.split(",")):
             rows.append(bench_cell(task, num_envs, args.threads, args.seconds, args.rounds))
             r = rows[-1]
-            print(f"  {task} N={num_envs}: ours {r['ours_sps']:,.0f}  raw {r['raw_sps']:,.0f} steps/s", flush=True)
+            print(f"  {task} N={num_envs}: ours {r['ours_sps']:,.0f}  raw {r['raw_sps']:,.0f}  "
+                  f"batch physics {r['physics_sps']:,.0f} steps/s", flush=True)
 
-    print("\n| task | frame_skip | envs | ours steps/s | raw mj_step steps/s | ratio (ours/raw) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| task | frame_skip | envs | ours steps/s | raw mj_step steps/s | ratio (ours/raw) "
+          "| batch physics only steps/s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['frame_skip']} | {r['num_envs']} "
-              f"| {r['ours_sps']:,.0f} | {r['raw_sps']:,.0f} | {r['ratio']:.2f} |")
+              f"| {r['ours_sps']:,.0f} | {r['raw_sps']:,.0f} | {r['ratio']:.2f} | {r['physics_sps']:,.0f} |")
     if args.json:
         meta = {"mujoco": mujoco.__version__, "torch": torch.__version__, "physics_threads": args.threads,
                 "torch_threads": args.torch_threads, "seconds": args.seconds, "rounds": args.rounds}

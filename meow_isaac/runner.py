@@ -133,6 +133,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if checkpoint:
         trainer.load(Path(checkpoint))
         print(f"[meow-isaac] resumed from {checkpoint} at iteration {trainer.iteration} ({trainer.frames} frames)")
+        if trainer.replay.num_adds == 0:
+            print(f"[meow-isaac] the checkpoint holds no replay buffer (train.save_replay=False): updates resume "
+                  f"after {tcfg.learning_starts} vectorised steps refill it")
     try:
         scalars = trainer.train()
     finally:
