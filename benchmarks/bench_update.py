@@ -166,7 +166,7 @@ def main() -> None:
                      "ours_ms": ms["ours"], "reference_ms": ms["reference"],
                      "ratio": ms["reference"] / ms["ours"], "loss_rel_diff": rel})
 
-    print(f"\n| size | batch | ours ms/update | reference ms/update | ratio (reference/ours) |")
+    print("\n| size | batch | ours ms/update | reference ms/update | ratio (reference/ours) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['batch']} | {r['ours_ms']:.2f} "

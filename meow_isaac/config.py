@@ -125,14 +125,23 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def resolve_threads(key: str, value: Any) -> int:
-    """``auto`` -> number of usable CPUs; otherwise a positive integer.
+    """``auto`` -> torch: all usable CPUs; physics (``sim_threads``): half of them (at least 1).
+
+    Physics and update alternate, but torch's OpenMP workers keep spinning for a while after each parallel
+    region and then compete with the physics pool; on the 2-core dev machine 2 torch + 1 physics thread was
+    the fastest combination for Hopper (1 env) and Humanoid (128 envs) (README, "CPU threads").
 
     Raises:
         ConfigError: not 'auto' and not an integer >= 1.
     """
     if value == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return usable_cpus() if key == "torch_threads" else max(1, usable_cpus() // 2)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         _fail(key, value, "'auto' or an integer >= 1")
     return int(value)

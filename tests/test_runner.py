@@ -82,7 +82,10 @@ def test_config_errors_are_one_line_exit_2(args, needle):
 def test_cli_trains_and_console_script_matches(tmp_path):
     proc = _cli("task=Ant", "num_envs=4", "max_iterations=30", "train.random_steps=10", "train.learning_starts=10",
                 "train.batch_size=32", "train.eval_interval=0", "train.eval_envs=1", "progress_bar=False",
+                "torch_threads=1", "sim_threads=1",
                 f"experiment={tmp_path / 'ant'}", "headless=True")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ant" / "nn" / f"{tmp_path / 'ant'}.pth").is_file() or list((tmp_path / "ant" / "nn").glob("*.pth"))
     assert "replay" in proc.stdout and "MiB" in proc.stdout
+    console = subprocess.run(["meow-isaac", "task=Nope"], capture_output=True, text=True, timeout=60)
+    assert console.returncode == 2 and console.stderr == _cli("task=Nope").stderr
