@@ -46,6 +46,24 @@ SIZES = {"Hopper": (11, 3, 0.25, 0.005), "Humanoid": (348, 17, 0.125, 0.0005)}
 GAMMA, LR, GRAD_NORM = 0.99, 1e-3, 30.0
 
 
+def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
+    """A copy of ``flow`` whose shift heads are two separate ``nn.Sequential`` MLPs (as in the reference code)
+    holding the same weights as our stacked :class:`~meow_isaac.flows.ShiftHeads`."""
+    ref = copy.deepcopy(flow)
+    heads = nn.ModuleList()
+    for j in range(2):
+        layers: List[nn.Module] = []
+        for i, (w, b) in enumerate(zip(flow.shift_heads.weights, flow.shift_heads.biases)):
+            linear = nn.Linear(w.shape[1], w.shape[2])
+            with torch.no_grad():
+                linear.weight.copy_(w[j].T)
+                linear.bias.copy_(b[j, 0])
+            layers += [linear, nn.ReLU()] if i < len(flow.shift_heads.weights) - 1 else [linear]
+        heads.append(nn.Sequential(*layers))
+    ref.shift_heads = heads  # type: ignore[assignment]
+    return ref
+
+
 def reference_qv(net: EBFlowPolicy, obs2: torch.Tensor, act2: torch.Tensor, alpha: float):
     """Reference ``FlowPolicy.get_qv`` on a doubled batch ``(2B, .)``: returns ``q, v`` ``(2B,)``.
 
@@ -114,7 +132,8 @@ def check_same_loss(agent: MEowAgent, batches: List[Batch]) -> float:
     policy = agent.policy.eval()
     with torch.no_grad():
         ours, _ = meow_loss(policy, agent.target, batches[0], agent.alpha, agent.gamma)
-        ref = reference_loss(policy, agent.target, batches[0], agent.alpha, agent.gamma, train=False)
+        ref = reference_loss(to_reference(policy), to_reference(agent.target), batches[0], agent.alpha,
+                             agent.gamma, train=False)
     return abs(float(ours) - float(ref)) / abs(float(ref))
 
 
@@ -160,7 +179,7 @@ def main() -> None:
         torch.manual_seed(0)
         agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), alpha=alpha, tau=tau, gamma=GAMMA,
                           learning_rate=LR, grad_norm=GRAD_NORM)
-        ref = ReferenceUpdate(copy.deepcopy(agent.policy), copy.deepcopy(agent.target), alpha, tau)
+        ref = ReferenceUpdate(to_reference(agent.policy), to_reference(agent.target), alpha, tau)
         ms = time_interleaved({"ours": agent.update, "reference": ref.update}, batches, args.iters)
         rows.append({"size": name, "obs_dim": obs_dim, "action_dim": action_dim, "batch": args.batch,
                      "ours_ms": ms["ours"], "reference_ms": ms["reference"],

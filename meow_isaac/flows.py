@@ -54,6 +54,35 @@ def _zero_last(net: nn.Sequential) -> nn.Sequential:
     return net
 
 
+class ShiftHeads(nn.Module):
+    """The two learnable reward-shift heads ``b_1(s), b_2(s)``, each ``obs_dim -> hidden -> hidden -> 1``
+    (ReLU, no LayerNorm, no dropout; last layer zero-initialised), evaluated together with batched matmuls.
+
+    Mathematically two independent MLPs (paper Sec. 3.3); stacking their weights as ``(2, in, out)`` runs both
+    in one ``baddbmm`` per layer instead of two ``addmm`` (fewer kernel launches, same FLOPs).
+    """
+
+    def __init__(self, obs_dim: int, hidden: int = 256, num_heads: int = 2) -> None:
+        super().__init__()
+        dims = [(obs_dim, hidden), (hidden, hidden), (hidden, 1)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i, (fan_in, fan_out) in enumerate(dims):
+            bound = 0.0 if i == len(dims) - 1 else 1.0 / math.sqrt(fan_in)  # nn.Linear's default init
+            self.weights.append(nn.Parameter(torch.empty(num_heads, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_heads, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, obs_dim)`` -> ``(B, num_heads)``."""
+        h = obs.unsqueeze(0).expand(self.weights[0].shape[0], -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h.squeeze(-1).transpose(0, 1)
+
+
 class AdditiveCoupling(nn.Module):
     """Conditional additive coupling ``u <- m*u + (1-m)*(u + t(m*u, s))`` (volume preserving, log|det| = 0).
 
@@ -126,7 +155,7 @@ class EBFlowPolicy(nn.Module):
             couplings.append(AdditiveCoupling(mask, obs_dim, hidden, dropout))
             couplings.append(AdditiveCoupling(1.0 - mask, obs_dim, hidden, dropout))
         self.couplings = nn.ModuleList(couplings)
-        self.shift_heads = nn.ModuleList([_zero_last(mlp(obs_dim, shift_hidden, 1)) for _ in range(2)])
+        self.shift_heads = ShiftHeads(obs_dim, shift_hidden)
         self.log_2pi_term = 0.5 * action_dim * math.log(2.0 * math.pi)
 
     # ------------------------------------------------------------------ pieces
@@ -137,7 +166,7 @@ class EBFlowPolicy(nn.Module):
 
     def reward_shifts(self, obs: torch.Tensor) -> torch.Tensor:
         """Learnable reward shifts ``b_j(s)`` of both heads: ``(B, 2)`` (paper Sec. 3.3)."""
-        return torch.cat([head(obs) for head in self.shift_heads], dim=-1)
+        return self.shift_heads(obs)
 
     # ------------------------------------------------------------------ generation direction
     def forward(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:

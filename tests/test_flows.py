@@ -16,7 +16,7 @@ def _randomised_flow(obs_dim: int, action_dim: int, seed: int = 0, **kw) -> EBFl
     flow = EBFlowPolicy(obs_dim, action_dim, **kw)
     with torch.no_grad():
         for p in flow.parameters():
-            if p.abs().sum() == 0 and p.dim() == 2:
+            if p.abs().sum() == 0 and p.dim() >= 2:
                 p.normal_(0.0, 0.3)
     return flow.eval()
 
