@@ -89,3 +89,13 @@ def test_cli_trains_and_console_script_matches(tmp_path):
     assert "replay" in proc.stdout and "MiB" in proc.stdout
     console = subprocess.run(["meow-isaac", "task=Nope"], capture_output=True, text=True, timeout=60)
     assert console.returncode == 2 and console.stderr == _cli("task=Nope").stderr
+
+
+def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = _run(SMALL + ["experiment=wb", "max_iterations=100", "wandb_activate=True", "wandb_project=test",
+                        "wandb_tags=[ci]"])
+    runs = list((Path(out["run_dir"]) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
