@@ -25,6 +25,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "wandb": ["wandb>=0.16"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

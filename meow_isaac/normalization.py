@@ -35,6 +35,12 @@ class RunningObsNormalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
         self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        # Saved with the statistics, so a checkpoint (test, export, resume) restores the switch too.
+        self.register_buffer("enabled_flag", torch.tensor(self.enabled))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.enabled = bool(self.enabled_flag)
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:

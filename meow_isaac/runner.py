@@ -19,11 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from meow_isaac.agents.meow import MEowAgent
 from meow_isaac.checkpoint import load_checkpoint, seed_everything
 from meow_isaac.config import ConfigError, TrainConfig, resolve_device, resolve_threads
+from meow_isaac.export import FORMATS, export_policy
 from meow_isaac.factory import make_task_env, resolve_sim
 from meow_isaac.logger import Logger
 from meow_isaac.trainer import Trainer, evaluate
 
 EXIT_CONFIG_ERROR = 2
+EXIT_PREEMPTED = 3  # SIGTERM/SIGUSR1: checkpoint written, run can be resumed with checkpoint=auto
 
 
 def config_dir() -> Path:
@@ -85,6 +87,15 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         raise ConfigError(f"invalid config: train.batch_size={tcfg.batch_size}; accepted: at most the replay "
                           f"capacity num_envs x train.replay_size_per_env = {capacity}")
     checkpoint = str(cfg.checkpoint or "")
+    if checkpoint == "auto":
+        checkpoint = find_latest_checkpoint(str(cfg.experiment or ""), tcfg.name)
+        print(f"[meow-isaac] checkpoint=auto: "
+              f"{'resuming from ' + checkpoint if checkpoint else 'no checkpoint found, starting fresh'}")
+    export = str(cfg.export or "")
+    if export and export not in FORMATS:
+        raise ConfigError(f"invalid config: export={export!r}; accepted: {', '.join(FORMATS)}")
+    if export and not checkpoint:
+        raise ConfigError(f"invalid config: export={export} needs checkpoint=<path to a .pth>")
     if cfg.test and not checkpoint:
         raise ConfigError("invalid config: test=True needs checkpoint=<path to a .pth>")
     if checkpoint and not Path(checkpoint).is_file():
@@ -102,6 +113,13 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                       learning_rate=tcfg.learning_rate, grad_norm=tcfg.grad_norm, sigma_max=tcfg.sigma_max,
                       sigma_min=tcfg.sigma_min, normalize_input=tcfg.normalize_input, two_pass=tcfg.two_pass,
                       dropout=tcfg.dropout)
+    if export:
+        agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
+        probe.close()
+        suffix = ".onnx" if export == "onnx" else ".pt"
+        path = export_policy(agent.policy, agent.normalizer, Path(checkpoint).with_suffix(suffix), export)
+        print(f"[meow-isaac] exported the deterministic policy (normaliser included) to {path}")
+        return {"export_path": str(path)}
     if cfg.test:
         agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
         returns = evaluate(agent, probe)
@@ -115,9 +133,11 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         run_dir = Path(checkpoint).resolve().parent.parent
     else:
         stamp = datetime.datetime.now().strftime("%d-%H-%M-%S")
-        run_dir = Path("runs") / (str(cfg.experiment) if cfg.experiment else f"{tcfg.name}_{stamp}")
+        job = _multirun_job_suffix()
+        run_dir = Path("runs") / (f"{cfg.experiment}{job}" if cfg.experiment else f"{tcfg.name}_{stamp}{job}")
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["git_revision"] = git_revision()
     OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
     wandb_cfg = None
     if cfg.wandb_activate:
@@ -136,15 +156,80 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if trainer.replay.num_adds == 0:
             print(f"[meow-isaac] the checkpoint holds no replay buffer (train.save_replay=False): updates resume "
                   f"after {tcfg.learning_starts} vectorised steps refill it")
+    previous = _install_stop_handlers(trainer)
     try:
         scalars = trainer.train()
     finally:
         trainer.close()
+        _restore_handlers(previous)
     print(f"[meow-isaac] done: iteration {trainer.iteration}, frames {trainer.frames}, updates {trainer.updates}, "
           f"last eval return {trainer.last_eval}, best {trainer.best_return:.2f}; checkpoints in {run_dir / 'nn'}")
-    return {"run_dir": str(run_dir), "iteration": trainer.iteration, "frames": trainer.frames,
+    if trainer.stop_requested:
+        print(f"[meow-isaac] stopped by signal: checkpoint {trainer.checkpoint_path('last')} written; resume with "
+              f"checkpoint=auto experiment={run_dir.name} (exit code {EXIT_PREEMPTED})")
+    return {"run_dir": str(run_dir), "iteration": trainer.iteration, "preempted": trainer.stop_requested, "frames": trainer.frames,
             "updates": trainer.updates, "last_eval": trainer.last_eval, "best_return": trainer.best_return,
             "scalars": scalars}
+
+
+def find_latest_checkpoint(experiment: str, name: str, root: Path = Path("runs")) -> str:
+    """Newest ``nn/*.pth`` (not ``*_best.pth``) of ``runs/<experiment>`` (or of ``runs/<name>_*``); '' if none."""
+    folders = [root / experiment] if experiment else sorted(root.glob(f"{name}_*"))
+    found = [p for folder in folders for p in (folder / "nn").glob("*.pth") if not p.stem.endswith("_best")]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else ""
+
+
+def git_revision() -> str:
+    """``git rev-parse HEAD`` of the source checkout (+ ``-dirty``), or 'unknown'."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+
+
+def _multirun_job_suffix() -> str:
+    """``_<job number>`` inside a hydra multirun (each sweep job gets its own run folder), else ''."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return f"_{hc.job.num}" if hc.mode == RunMode.MULTIRUN else ""
+    except (ValueError, ImportError):
+        return ""
+
+
+def _install_stop_handlers(trainer: Trainer) -> Dict[int, Any]:
+    """SIGTERM/SIGUSR1 (Slurm preemption) ask the trainer to checkpoint and stop (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        print(f"[meow-isaac] received signal {signum}: checkpointing and stopping", flush=True)
+        trainer.stop_requested = True
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_handlers(previous: Dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 register_resolvers()
@@ -153,10 +238,13 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> Optional[Dict[str, Any]]:
     try:
-        return run(cfg)
+        result = run(cfg)
     except (ConfigError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    if result.get("preempted"):
+        sys.exit(EXIT_PREEMPTED)
+    return result
 
 
 def main() -> None:

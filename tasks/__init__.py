@@ -27,6 +27,8 @@ _REGISTRY: Dict[str, Union[str, Builder]] = {
     # Omniverse Isaac Gym task definitions on MuJoCo (tasks/isaac_locomotion.py)
     "Ant": "tasks.isaac_locomotion:Ant",
     "Humanoid": "tasks.isaac_locomotion:Humanoid",
+    # MEow paper Sec. 4.1 multi-goal point mass, pure torch (tasks/multigoal.py)
+    "MultiGoal": "tasks.multigoal:MultiGoal",
 }
 
 

@@ -89,7 +89,11 @@ def test_normalizer_matches_batch_statistics():
     out = norm(data)
     torch.testing.assert_close(out.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
     torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(4), atol=1e-4, rtol=0)
-    assert set(norm.state_dict()) == {"mean", "var", "count"}
+    assert set(norm.state_dict()) == {"mean", "var", "count", "enabled_flag"}
+    restored = RunningObsNormalizer(4, enabled=False)
+    restored.load_state_dict(norm.state_dict())
+    assert restored.enabled
+    torch.testing.assert_close(restored(data), out)
 
 
 def test_disabled_normalizer_is_identity():

@@ -1,0 +1,88 @@
+"""Operations: preemption (SIGTERM -> checkpoint, exit 3, checkpoint=auto resumes exactly), export, multirun."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from test_runner import SMALL, _run
+
+CLI = [sys.executable, os.path.join(REPO, "runner.py")]
+
+
+def test_sigterm_checkpoints_exits_3_and_auto_resume_matches_uninterrupted(tmp_path):
+    args = SMALL + ["experiment=pre", "train.save_replay=True", "train.eval_interval=0"]
+    proc = subprocess.Popen(CLI + args + ["max_iterations=100000"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ckpt = tmp_path / "runs" / "pre" / "nn" / "pre.pth"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:  # first periodic checkpoint: the loop is running
+        time.sleep(0.5)
+    assert ckpt.exists()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out
+    stopped_at = torch.load(ckpt, weights_only=False)["counters"]["iteration"]
+    assert 100 <= stopped_at < 100000
+
+    target = stopped_at + 150
+    resumed = subprocess.run(CLI + args + ["checkpoint=auto", f"max_iterations={target}"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from" in resumed.stdout
+    final = torch.load(ckpt, weights_only=False)["counters"]
+    os.chdir(tmp_path)
+    try:
+        whole = _run(SMALL + ["experiment=whole", "train.save_replay=True", "train.eval_interval=0",
+                              f"max_iterations={target}"])
+    finally:
+        os.chdir(REPO)
+    assert (final["iteration"], final["updates"], final["frames"]) == \
+        (whole["iteration"], whole["updates"], whole["frames"])
+
+
+def test_export_matches_pytorch_policy(tmp_path, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    from meow_isaac.agents.meow import MEowAgent
+    from meow_isaac.checkpoint import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    run = _run(["task=Hopper", "max_iterations=300", "train.random_steps=100", "train.learning_starts=100",
+                "train.normalize_input=True", "train.eval_interval=0", "train.eval_envs=1", "experiment=exp",
+                "progress_bar=False", "torch_threads=1", "sim_threads=1"])
+    ckpt = Path(run["run_dir"]) / "nn" / "exp.pth"
+    agent = MEowAgent(11, 3, torch.device("cpu"), normalize_input=True)
+    agent.load_state_dict(load_checkpoint(ckpt)["agent"])
+    assert float(agent.normalizer.count) > 0  # the normaliser is non-trivial, so exporting it matters
+    obs = torch.randn(64, 11) * 3.0
+    expected = agent.act(obs, deterministic=True).numpy()
+
+    onnx_path = Path(_run(["task=Hopper", f"checkpoint={ckpt}", "export=onnx"])["export_path"])
+    session = ort.InferenceSession(str(onnx_path))
+    np.testing.assert_allclose(session.run(None, {"obs": obs.numpy()})[0], expected, atol=1e-5, rtol=0)
+
+    ts_path = Path(_run(["task=Hopper", f"checkpoint={ckpt}", "export=torchscript"])["export_path"])
+    scripted = torch.jit.load(str(ts_path))
+    np.testing.assert_allclose(scripted(obs).detach().numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_multirun_gives_each_job_its_folder_and_config(tmp_path):
+    proc = subprocess.run(CLI + ["-m"] + SMALL + ["max_iterations=60", "train.eval_interval=0", "experiment=sweep",
+                                                  "train.alpha=0.05,0.1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    alphas = []
+    for job in (0, 1):
+        config = tmp_path / "runs" / f"sweep_{job}" / "config.yaml"
+        assert config.is_file()
+        from omegaconf import OmegaConf
+
+        alphas.append(OmegaConf.load(config).train.alpha)
+    assert sorted(alphas) == [0.05, 0.1]
