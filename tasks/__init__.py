@@ -24,6 +24,8 @@ _REGISTRY: Dict[str, Union[str, Builder]] = {
     "MujocoAnt": "tasks.gym_mujoco:MujocoAnt",
     "MujocoHumanoid": "tasks.gym_mujoco:MujocoHumanoid",
     "InvertedPendulum": "tasks.gym_mujoco:InvertedPendulum",
+    # costless synthetic torch env on the training device (framework overhead, benchmarks)
+    "Synthetic": "meow_isaac.envs.synthetic:make_synthetic",
     # Omniverse Isaac Gym task definitions on MuJoCo (tasks/isaac_locomotion.py)
     "Ant": "tasks.isaac_locomotion:Ant",
     "Humanoid": "tasks.isaac_locomotion:Humanoid",

@@ -1,0 +1,64 @@
+"""Which Isaac framework is installed, by import probes only, and ``import isaacgym`` before torch.
+
+This module must not import torch (nor anything that does): :func:`preimport_for_argv` runs at the top of
+``meow_isaac/runner.py``, before ``import torch``, because Isaac Gym Preview 4 refuses to load once torch is
+loaded ("PyTorch was imported before isaacgym modules"; IsaacGymEnvs ``README.md``: ``import isaacgym``
+first).
+"""
+
+import importlib.util
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+# sim name -> (top-level python modules that must be importable, what to install). Order = sim=auto priority:
+# the newest framework first (Isaac Lab, then Omniverse Isaac Gym, then Isaac Gym Preview 4).
+FRAMEWORKS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    "isaaclab": (("isaaclab", "isaaclab_tasks"), "Isaac Lab 2.x/3.x (isaaclab + isaaclab_tasks)"),
+    "omniisaacgym": (("omniisaacgymenvs",), "Isaac Sim 2023.1.1 + OmniIsaacGymEnvs, run with Isaac Sim's python.sh"),
+    "isaacgym": (("isaacgym", "isaacgymenvs"), "Isaac Gym Preview 4 + IsaacGymEnvs"),
+}
+
+
+def installed(sim: str) -> bool:
+    """True when every top-level module of framework ``sim`` can be found (nothing is imported)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in FRAMEWORKS[sim][0])
+    except (ImportError, ValueError):
+        return False
+
+
+def installed_frameworks() -> List[str]:
+    """Installed Isaac frameworks in ``sim=auto`` priority order."""
+    return [name for name in FRAMEWORKS if installed(name)]
+
+
+def sim_from_argv(argv: Sequence[str], default: str = "auto") -> str:
+    """The ``sim=`` hydra override in ``argv`` (the last one wins; ``+sim=``/``++sim=`` too), else ``default``."""
+    sim = default
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key == "sim":
+            sim = value
+    return sim
+
+
+def preimport_for_argv(argv: Sequence[str]) -> Optional[str]:
+    """``import isaacgym`` now if this run will use Isaac Gym (``sim=isaacgym``, or ``sim=auto`` picking it).
+
+    Called before torch is imported. Does nothing when torch is already loaded (then the factory reports the
+    ordering problem in one line) or when the import fails (the factory reports what is missing).
+
+    Returns:
+        ``"isaacgym"`` when it was imported here, else None.
+    """
+    sim = sim_from_argv(argv)
+    if sim == "auto":
+        found = installed_frameworks()
+        sim = found[0] if found else "mujoco"
+    if sim != "isaacgym" or "isaacgym" in sys.modules or "torch" in sys.modules:
+        return None
+    try:
+        importlib.import_module("isaacgym")
+    except ImportError:
+        return None
+    return "isaacgym"
