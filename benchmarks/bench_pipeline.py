@@ -1,0 +1,102 @@
+"""End-to-end trainer throughput with a costless synthetic torch env (framework overhead alone).
+
+For each num_envs (default 1, 64, 1024, 4096) the real ``Trainer`` loop runs act -> step -> store -> update on
+:class:`~meow_isaac.envs.synthetic.SyntheticVecEnv` (obs 60, action 8: Ant-sized) on the chosen device and
+reports transitions ingested per second and updates per second, measured after a warm-up. The ratio column is
+throughput relative to 1 env, measured in the same run. Writes a PNG plot of throughput vs num_envs.
+
+    python benchmarks/bench_pipeline.py [--device cuda] [--batch 1024] [--utd 1] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.config import TrainConfig
+from meow_isaac.envs.synthetic import SyntheticVecEnv
+from meow_isaac.trainer import Trainer
+
+
+def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path) -> dict:
+    """Run the trainer loop for ~``seconds`` after 20 warm-up iterations; returns throughput figures."""
+    env = SyntheticVecEnv(num_envs, obs_dim=60, action_dim=8, max_episode_length=1000, device=device)
+    cfg = TrainConfig(batch_size=batch, updates_per_step=utd, replay_size_per_env=max(64, 200_000 // num_envs),
+                      random_steps=0, learning_starts=1, max_iterations=10**9, log_interval=10**9,
+                      eval_interval=0, save_interval=10**9, normalize_input=True)
+    agent = MEowAgent(60, 8, device, normalize_input=True)
+    trainer = Trainer(env, lambda: env, agent, cfg, tmp, None, "bench", device, show_progress=False)
+    trainer.save = lambda path: path  # type: ignore[assignment]
+    state = {"t0": 0.0, "it0": 0}
+    original_add = trainer.replay.add
+
+    def add(*args: torch.Tensor) -> None:
+        original_add(*args)
+        n = trainer.replay.num_adds
+        if n == 20:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            state["t0"], state["it0"] = time.perf_counter(), n
+        elif n > 20 and n % 10 == 0 and time.perf_counter() - state["t0"] > seconds:
+            trainer.stop_requested = True
+
+    trainer.replay.add = add  # type: ignore[assignment]
+    trainer.train()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - state["t0"]
+    iters = trainer.iteration - state["it0"]
+    return {"num_envs": num_envs, "transitions_per_s": iters * num_envs / elapsed,
+            "updates_per_s": iters * utd / elapsed, "iterations": iters}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--envs", default="1,64,1024,4096")
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--utd", type=int, default=1, help="updates per vectorised step")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per point")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (CPU)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the PNG plot and JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} torch threads"
+    print(f"device {device} ({name}), batch {args.batch}, UTD {args.utd}, torch {torch.__version__}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [measure(int(n), device, args.batch, args.utd, args.seconds, out) for n in args.envs.split(",")]
+    base = rows[0]["transitions_per_s"]
+    print("\n| num_envs | transitions/s | updates/s | vs first |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['num_envs']} | {r['transitions_per_s']:,.0f} | {r['updates_per_s']:,.1f} | "
+              f"{r['transitions_per_s'] / base:.1f}x |")
+    (out / "bench_pipeline.json").write_text(json.dumps({"device": name, "batch": args.batch, "utd": args.utd,
+                                                         "rows": rows}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    xs = [r["num_envs"] for r in rows]
+    ax.loglog(xs, [r["transitions_per_s"] for r in rows], "o-", label="transitions ingested / s")
+    ax.loglog(xs, [r["updates_per_s"] for r in rows], "s--", label="updates / s")
+    ax.set_xlabel("num_envs")
+    ax.set_title(f"MEow trainer, synthetic env ({name}, batch {args.batch})", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "bench_pipeline.png", dpi=120)
+    print(f"plot: {out / 'bench_pipeline.png'}")
+
+
+if __name__ == "__main__":
+    main()
