@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from meow_isaac.distributed import all_reduce_sum
+
 
 class RunningObsNormalizer(nn.Module):
     """``y = clamp((x - mean) / sqrt(var + eps), -clip, clip)`` with running statistics; identity if disabled.
@@ -48,9 +50,11 @@ class RunningObsNormalizer(nn.Module):
         if not self.enabled or obs.shape[0] == 0:
             return
         x = obs.to(torch.float64)
-        batch_mean = x.mean(0)
-        batch_var = x.var(0, unbiased=False)
-        n = float(x.shape[0])
+        # Batch moments, summed over ranks under torchrun so every rank keeps identical statistics.
+        moments = all_reduce_sum(torch.cat((x.new_full((1,), float(x.shape[0])), x.sum(0), x.square().sum(0))))
+        d = x.shape[1]
+        n, batch_mean = moments[0], moments[1:1 + d] / moments[0]
+        batch_var = (moments[1 + d:] / n - batch_mean.square()).clamp_min(0.0)
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean.add_(delta * (n / total))

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from meow_isaac.agents.meow import MEowAgent
 from meow_isaac.checkpoint import load_checkpoint, seed_everything
 from meow_isaac.config import ConfigError, TrainConfig, resolve_device, resolve_threads
+from meow_isaac.distributed import broadcast_module, init_distributed, params_in_sync
 from meow_isaac.export import FORMATS, export_policy
 from meow_isaac.factory import make_task_env, resolve_sim
 from meow_isaac.logger import Logger
@@ -103,16 +104,23 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     sim = resolve_sim(str(cfg.sim))
 
     torch.set_num_threads(torch_threads)
-    seed_everything(cfg.seed, bool(cfg.torch_deterministic))
+    dist_info = init_distributed(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    seed = int(cfg.seed) + dist_info.rank  # each rank explores differently; parameters are broadcast below
+    seed_everything(seed, bool(cfg.torch_deterministic))
 
     def make_env(n: int, seed: int) -> Any:
         return make_task_env(task_dict, sim, num_envs=n, seed=seed, device=str(device), num_threads=sim_threads)
 
-    probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, cfg.seed)
+    probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, seed)
     agent = MEowAgent(probe.obs_dim, probe.action_dim, device, alpha=tcfg.alpha, tau=tcfg.tau, gamma=tcfg.gamma,
                       learning_rate=tcfg.learning_rate, grad_norm=tcfg.grad_norm, sigma_max=tcfg.sigma_max,
                       sigma_min=tcfg.sigma_min, normalize_input=tcfg.normalize_input, two_pass=tcfg.two_pass,
                       dropout=tcfg.dropout)
+    if dist_info.enabled:
+        broadcast_module(agent)
+        agent.world_size = dist_info.world_size
     if export:
         agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
         probe.close()
@@ -135,18 +143,21 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         stamp = datetime.datetime.now().strftime("%d-%H-%M-%S")
         job = _multirun_job_suffix()
         run_dir = Path("runs") / (f"{cfg.experiment}{job}" if cfg.experiment else f"{tcfg.name}_{stamp}{job}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["git_revision"] = git_revision()
-    OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
+    resolved["world_size"] = dist_info.world_size
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
     wandb_cfg = None
-    if cfg.wandb_activate:
+    if cfg.wandb_activate and dist_info.is_main:
         wandb_cfg = {"project": cfg.wandb_project, "entity": cfg.wandb_entity, "group": cfg.wandb_group,
                      "name": cfg.wandb_name, "tags": list(cfg.wandb_tags), "config": resolved}
     trainer = Trainer(probe, lambda: make_env(tcfg.eval_envs, cfg.seed + 10_000), agent, tcfg, run_dir,
-                      Logger(run_dir, wandb_cfg), tcfg.name, device, config_dict=resolved,
-                      show_progress=bool(cfg.progress_bar))
-    print(f"[meow-isaac] {task_dict['name']} on {sim}: {num_envs} envs, obs {probe.obs_dim}, action "
+                      Logger(run_dir, wandb_cfg) if dist_info.is_main else None, tcfg.name, device,
+                      config_dict=resolved, show_progress=bool(cfg.progress_bar), is_main=dist_info.is_main)
+    print(f"[meow-isaac] {'rank ' + str(dist_info.rank) + '/' + str(dist_info.world_size) + ': ' if dist_info.enabled else ''}"
+          f"{task_dict['name']} on {sim}: {num_envs} envs, obs {probe.obs_dim}, action "
           f"{probe.action_dim}, device {device}, torch threads {torch_threads}, sim threads {sim_threads}; "
           f"replay {trainer.replay.nbytes / 2**20:.1f} MiB ({num_envs} x {tcfg.replay_size_per_env} slots); "
           f"run folder {run_dir}")
@@ -164,6 +175,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         _restore_handlers(previous)
     print(f"[meow-isaac] done: iteration {trainer.iteration}, frames {trainer.frames}, updates {trainer.updates}, "
           f"last eval return {trainer.last_eval}, best {trainer.best_return:.2f}; checkpoints in {run_dir / 'nn'}")
+    in_sync = params_in_sync(agent.policy)
+    if in_sync is not None:
+        print(f"[meow-isaac] rank {dist_info.rank}: parameters identical on all {dist_info.world_size} ranks: "
+              f"{in_sync}")
     if trainer.stop_requested:
         print(f"[meow-isaac] stopped by signal: checkpoint {trainer.checkpoint_path('last')} written; resume with "
               f"checkpoint=auto experiment={run_dir.name} (exit code {EXIT_PREEMPTED})")

@@ -75,11 +75,13 @@ class Trainer:
 
     def __init__(self, env: VecEnv, make_eval_env: Callable[[], VecEnv], agent: MEowAgent, cfg: TrainConfig,
                  run_dir: Path, logger: Optional[Logger], name: str, device: torch.device,
-                 config_dict: Optional[Dict[str, Any]] = None, show_progress: bool = True) -> None:
+                 config_dict: Optional[Dict[str, Any]] = None, show_progress: bool = True,
+                 is_main: bool = True) -> None:
         self.env, self.make_eval_env, self.agent, self.cfg = env, make_eval_env, agent, cfg
         self.run_dir, self.logger, self.name, self.device = Path(run_dir), logger, name, device
         self.config_dict = config_dict or {}
-        self.show_progress = show_progress
+        self.show_progress = show_progress and is_main
+        self.is_main = is_main  # under torchrun only rank 0 evaluates and writes checkpoints
         self.replay = ReplayBuffer(env.num_envs, cfg.replay_size_per_env, env.obs_dim, env.action_dim, device)
         self.stats = EpisodeStats(device)
         self.iteration = 0          # vectorised steps done
@@ -177,6 +179,8 @@ class Trainer:
 
     def evaluate_and_save_best(self) -> float:
         """Deterministic evaluation on separate env instances; saves the best checkpoint. Returns the mean."""
+        if not self.is_main:
+            return float("nan")
         if self._eval_env is None:
             self._eval_env = self.make_eval_env()
         returns = evaluate(self.agent, self._eval_env)
@@ -215,8 +219,8 @@ class Trainer:
         return state
 
     def save(self, path: Path) -> Path:
-        """Atomically write :meth:`state_dict` to ``path``."""
-        return save_checkpoint(path, self.state_dict())
+        """Atomically write :meth:`state_dict` to ``path`` (rank 0 only under torchrun)."""
+        return save_checkpoint(path, self.state_dict()) if self.is_main else path
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (counters, nets, optimizer, RNG, replay if saved).

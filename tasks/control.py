@@ -10,6 +10,7 @@ targets into ``ctrl``. This module holds the pieces around that, written once:
 * :func:`integrate_targets`: OIGE relative control, ``clamp(q*_{t-1} + scale * dt * a, lo, hi)``.
 * :func:`position_servo_gains`: ``(kp, kd, limit)`` of a model's position actuators (to check an MJCF).
 * :func:`sample_uniform`: ``U(low_j, high_j)`` per column from a seeded generator (reset noise, commands, goals).
+* :func:`absolute_targets`: OIGE absolute control, ``clamp(α scale(a, lo, hi) + (1 − α) q*_{t-1}, lo, hi)``.
 """
 
 from __future__ import annotations
@@ -74,3 +75,16 @@ def sample_uniform(generator: torch.Generator, low: Bound, high: Bound, num: int
     low_t, high_t = torch.broadcast_tensors(low_t, high_t)
     u = torch.rand((num, low_t.shape[0]), generator=generator, dtype=dtype)
     return low_t + (high_t - low_t) * u
+
+
+def absolute_targets(actions: torch.Tensor, prev_targets: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+                     moving_average: float = 1.0) -> torch.Tensor:
+    """OIGE absolute PD targets ``(N, n)`` with the action moving average (``isaac_tasks.md`` section 5.3).
+
+    ``clamp(α (lower + (a + 1)(upper − lower)/2) + (1 − α) prev_targets, lower, upper)``, ``α = moving_average``
+    (1 = no smoothing).
+    """
+    a = actions.to(prev_targets.dtype)
+    target = lower + 0.5 * (a + 1.0) * (upper - lower)
+    target = moving_average * target + (1.0 - moving_average) * prev_targets
+    return torch.clamp(target, lower, upper)

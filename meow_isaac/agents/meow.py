@@ -12,6 +12,7 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
+from meow_isaac.distributed import all_reduce_gradients
 from meow_isaac.flows import EBFlowPolicy
 from meow_isaac.normalization import RunningObsNormalizer
 from meow_isaac.replay import Batch
@@ -84,6 +85,7 @@ class MEowAgent(nn.Module):
                 raise ValueError(f"{key}={value} is invalid: expected a number in [0, 1]")
         self.alpha, self.tau, self.gamma = float(alpha), float(tau), float(gamma)
         self.grad_norm, self.two_pass = float(grad_norm), bool(two_pass)
+        self.world_size = 1  # > 1 under torchrun: gradients are averaged over ranks (meow_isaac.distributed)
         self.policy = EBFlowPolicy(obs_dim, action_dim, sigma_max, sigma_min, dropout=dropout).to(device)
         self.target = copy.deepcopy(self.policy).requires_grad_(False).eval()
         self.normalizer = RunningObsNormalizer(obs_dim, enabled=normalize_input).to(device)
@@ -113,6 +115,8 @@ class MEowAgent(nn.Module):
         loss, metrics = meow_loss(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world_size > 1:
+            all_reduce_gradients(self._params, self.world_size)
         grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_norm, foreach=True)
         self.optimizer.step()
         with torch.no_grad():
