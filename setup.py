@@ -11,7 +11,8 @@ setup(
     python_requires=">=3.8",
     packages=["meow_isaac", "meow_isaac.envs", "meow_isaac.agents", "tasks", "meow_isaac.cfg"],
     package_dir={"meow_isaac.cfg": "cfg"},
-    package_data={"tasks": ["assets/*.xml"], "meow_isaac.cfg": ["*.yaml", "task/*.yaml", "train/*.yaml"]},
+    package_data={"tasks": ["assets/*.xml"], "meow_isaac.cfg": ["*.yaml", "task/*.yaml", "train/*.yaml",
+                                                                "hydra/launcher/*.yaml"]},
     install_requires=[
         "torch>=2.0",               # permissive for GPU users; CI installs the CPU build torch==2.13.0 first
         "numpy>=1.23",
@@ -21,11 +22,13 @@ setup(
         "omegaconf>=2.3,<2.4",
         "tensorboard>=2.12",
         "tqdm>=4.60",
+        "imageio[ffmpeg]>=2.30",    # videos (imageio-ffmpeg ships an ffmpeg binary)
     ],
     extras_require={
         "test": ["pytest>=7"],
         "wandb": ["wandb>=0.16"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "slurm": ["hydra-submitit-launcher>=1.2,<1.3", "submitit>=1.4,<2"],  # hydra/launcher=slurm
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

@@ -1,60 +1,92 @@
-"""Resolve ``sim`` and a task config to a ``VecEnv`` (``DESIGN.md``: sits above ``tasks/`` and the backends)."""
+"""Resolve ``sim`` and a task config to a ``VecEnv`` (``DESIGN.md``: sits above ``tasks/`` and the backends).
+
+``cfg/task/<Task>.yaml`` holds one section per Isaac framework (``isaacgym:``, ``omniisaacgym:``,
+``isaaclab:``) with the framework's task key / gym id; the embedded backend uses ``name``/``entry_point``/
+``env``. The adapters live in ``meow_isaac/envs/<framework>.py`` and import their framework lazily.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-from typing import Any, Dict, Mapping, Optional
+import importlib
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import torch
 
 from meow_isaac.config import SIMS, ConfigError
+from meow_isaac.envs.isaac_common import FrameworkError
+from meow_isaac.envs.wrappers import ReferenceCompat, SharedSim
+from meow_isaac.sim_probe import FRAMEWORKS, installed, installed_frameworks
 
-# framework -> (python modules that must be importable, what to install)
-FRAMEWORKS: Dict[str, tuple] = {
-    "isaaclab": (("isaaclab",), "Isaac Lab 2.x/3.x (https://isaac-sim.github.io/IsaacLab)"),
-    "omniisaacgym": (("omniisaacgymenvs",), "Isaac Sim 2023.1.1 with OmniIsaacGymEnvs"),
-    "isaacgym": (("isaacgym", "isaacgymenvs"), "Isaac Gym Preview 4 and IsaacGymEnvs"),
+# sim -> module with ``make(section, num_envs, seed, device, headless) -> VecEnv``
+ADAPTERS: Dict[str, str] = {
+    "isaacgym": "meow_isaac.envs.isaacgym",
+    "omniisaacgym": "meow_isaac.envs.omniisaacgym",
+    "isaaclab": "meow_isaac.envs.isaaclab",
 }
 
-
-def _installed(modules: tuple) -> bool:
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
+# One simulation per process and framework: later envs (evaluation) are handles on the open one.
+_OPEN: Dict[str, SharedSim] = {}
 
 
-def resolve_sim(sim: str, log: Any = print) -> str:
-    """``auto`` -> the installed Isaac framework, else the embedded MuJoCo backend (logged in one line).
+def _has_section(task_cfg: Optional[Mapping[str, Any]], sim: str) -> bool:
+    return task_cfg is None or bool(task_cfg.get(sim))
+
+
+def resolve_sim(sim: str, task_cfg: Optional[Mapping[str, Any]] = None, log: Callable[[str], Any] = print) -> str:
+    """``auto`` -> the first installed Isaac framework that ``task_cfg`` has a section for, else ``mujoco``.
+
+    Import probes only (``importlib.util.find_spec``); the choice is logged in one line.
 
     Raises:
-        ConfigError: unknown ``sim``, or a framework that is not installed / has no adapter in this version.
+        ConfigError: unknown ``sim``; a framework that is not installed (says what to install); a task
+            without a section for the requested framework.
     """
     if sim not in SIMS:
         raise ConfigError(f"invalid config: sim={sim!r}; accepted: {', '.join(SIMS)}")
+    name = (task_cfg or {}).get("name", "?")
     if sim == "auto":
-        found = [name for name, (mods, _) in FRAMEWORKS.items() if _installed(mods)]
-        if found:
-            log(f"[meow-isaac] sim=auto: found {found[0]}, but its adapter is not in this version; "
-                "using the embedded MuJoCo backend")
-        else:
-            log("[meow-isaac] sim=auto: no Isaac framework installed; using the embedded MuJoCo CPU backend")
+        found = installed_frameworks()
+        usable = [f for f in found if _has_section(task_cfg, f)]
+        if usable:
+            log(f"[meow-isaac] sim=auto: using {usable[0]} (installed: {', '.join(found)})")
+            return usable[0]
+        why = (f"installed {', '.join(found)} but task {name} has no section for it" if found
+               else "no Isaac framework installed")
+        log(f"[meow-isaac] sim=auto: {why}; using the embedded MuJoCo CPU backend")
         return "mujoco"
     if sim != "mujoco":
         mods, what = FRAMEWORKS[sim]
-        if not _installed(mods):
-            raise ConfigError(f"invalid config: sim={sim!r} needs {what} (python modules {', '.join(mods)} "
-                              "not importable); install it or use sim=mujoco / sim=auto")
-        raise ConfigError(f"invalid config: sim={sim!r}: the {sim} adapter is not part of this version yet; "
-                          "accepted now: auto, mujoco")
+        if not installed(sim):
+            raise ConfigError(f"invalid config: sim={sim!r} needs {what} (python modules {', '.join(mods)} not "
+                              "importable): install it (README, Running on Isaac); accepted here: auto, mujoco")
+        if not _has_section(task_cfg, sim):
+            raise ConfigError(f"invalid config: sim={sim!r}: task {name} has no `{sim}:` section in its task "
+                              f"yaml; accepted: a task with one, or sim=mujoco")
     return sim
 
 
 def make_task_env(task_cfg: Mapping[str, Any], sim: str, num_envs: int, seed: int, device: str,
-                  num_threads: int, entry_point: Optional[str] = None) -> Any:
+                  num_threads: int, entry_point: Optional[str] = None, headless: bool = True,
+                  reference_compat: bool = False) -> Any:
     """Build the env of ``task_cfg`` (the ``task`` config node as a dict) on the resolved ``sim``.
 
+    Isaac frameworks run one simulation per process: a second call for the same framework while the first
+    env is open returns another handle on it (:class:`~meow_isaac.envs.wrappers.SimHandle`, with the first
+    env's ``num_envs``). ``reference_compat`` wraps the env in
+    :class:`~meow_isaac.envs.wrappers.ReferenceCompat`.
+
     Raises:
-        ConfigError: unknown task (lists the registered ones) or an invalid task key.
+        ConfigError: unknown task, invalid task key, or an Isaac framework error (one line).
     """
+    if sim == "mujoco":
+        env = _embedded_env(task_cfg, num_envs, seed, device, num_threads, entry_point)
+    else:
+        env = _isaac_env(task_cfg, sim, num_envs, seed, torch.device(device), headless)
+    return ReferenceCompat(env) if reference_compat else env
+
+
+def _embedded_env(task_cfg: Mapping[str, Any], num_envs: int, seed: int, device: str, num_threads: int,
+                  entry_point: Optional[str]) -> Any:
     import tasks
 
     env_cfg = {k: v for k, v in dict(task_cfg.get("env") or {}).items() if k != "numEnvs"}
@@ -65,3 +97,20 @@ def make_task_env(task_cfg: Mapping[str, Any], sim: str, num_envs: int, seed: in
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"invalid config: task={task_cfg['name']!r}: {err}") from err
+
+
+def _isaac_env(task_cfg: Mapping[str, Any], sim: str, num_envs: int, seed: int, device: torch.device,
+               headless: bool) -> Any:
+    shared = _OPEN.get(sim)
+    if shared is None or shared.handles == 0:
+        section = dict(task_cfg.get(sim) or {})
+        try:
+            env = importlib.import_module(ADAPTERS[sim]).make(section, num_envs, seed, device, headless=headless)
+        except FrameworkError as err:
+            message = " ".join(str(err).split())  # one line
+            raise ConfigError(f"invalid config: sim={sim!r} task={task_cfg.get('name')!r}: {message}") from err
+        shared = _OPEN[sim] = SharedSim(env)
+    elif shared.env.num_envs != num_envs:
+        print(f"[meow-isaac] {sim}: one simulation per process; this env shares the open one "
+              f"({shared.env.num_envs} envs, not {num_envs}): episodes in progress restart after each switch")
+    return shared.handle()

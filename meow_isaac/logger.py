@@ -39,6 +39,13 @@ class Logger:
         if self.run is not None:
             self.run.log(dict(scalars, frame=step), step=step)
 
+    def log_video(self, path: Path, step: int) -> None:
+        """Upload an mp4 to wandb when active (TensorBoard keeps the file path in the run folder)."""
+        if self.run is not None:
+            import wandb as wandb_lib
+
+            self.run.log({"video": wandb_lib.Video(str(path), format="mp4")}, step=step)
+
     def close(self) -> None:
         """Flush and close the writers."""
         self.writer.close()

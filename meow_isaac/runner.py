@@ -10,9 +10,14 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-import hydra
+from meow_isaac.sim_probe import preimport_for_argv
+
+# Isaac Gym must be imported before torch: done here, first, when this run uses it (sim=isaacgym / auto).
+preimport_for_argv(sys.argv[1:])
+
+import hydra  # noqa: E402 (after the Isaac Gym pre-import)
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,18 +53,50 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def _check_choice(group: str, value: str) -> None:
-    options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+CONFIG_PATH_ENV = "MEOW_ISAAC_CONFIG_PATH"  # extra config dirs (os.pathsep-separated) with task/, train/ yamls
+
+
+def _searchpath_items(argv: List[str]) -> List[str]:
+    """Entries of a ``hydra.searchpath=[a,b]`` override in ``argv``."""
+    items: List[str] = []
+    for arg in argv:
+        if arg.lstrip("+").startswith("hydra.searchpath="):
+            value = arg.split("=", 1)[1].strip().strip("[]")
+            items += [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+    return items
+
+
+def user_config_dirs(argv: List[str]) -> List[Path]:
+    """Extra config dirs: ``$MEOW_ISAAC_CONFIG_PATH`` and ``file://`` entries of ``hydra.searchpath=[...]``."""
+    dirs = [d for d in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if d]
+    dirs += [item[len("file://"):] for item in _searchpath_items(argv) if item.startswith("file://")]
+    return [Path(d).resolve() for d in dirs]
+
+
+def with_user_searchpath(argv: List[str]) -> List[str]:
+    """``argv`` with ``$MEOW_ISAAC_CONFIG_PATH`` dirs added to hydra's config search path (one override)."""
+    env_dirs = [d for d in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if d]
+    if not env_dirs:
+        return list(argv)
+    items = _searchpath_items(argv) + [f"file://{Path(d).resolve()}" for d in env_dirs]
+    rest = [a for a in argv if not a.lstrip("+").startswith("hydra.searchpath=")]
+    return rest + [f"hydra.searchpath=[{','.join(items)}]"]
+
+
+def _check_choice(group: str, value: str, extra_dirs: Optional[List[Path]] = None) -> None:
+    dirs = [config_dir()] + list(extra_dirs or [])
+    options = sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
     if value not in options:
         raise ConfigError(f"invalid config: {group}={value!r}; accepted: {', '.join(options)}")
 
 
 def precheck_argv(argv: list) -> None:
     """Validate ``task=``/``train=`` choices before hydra composes (hydra's own error is a traceback)."""
+    extra = user_config_dirs(argv)
     for arg in argv:
         for group in ("task", "train"):
             if arg.startswith(group + "=") and "," not in arg:
-                _check_choice(group, arg.split("=", 1)[1])
+                _check_choice(group, arg.split("=", 1)[1], extra)
 
 
 def _int_key(cfg: DictConfig, key: str, value: Any) -> int:
@@ -101,7 +138,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         raise ConfigError("invalid config: test=True needs checkpoint=<path to a .pth>")
     if checkpoint and not Path(checkpoint).is_file():
         raise ConfigError(f"invalid config: checkpoint={checkpoint!r}; accepted: an existing checkpoint file")
-    sim = resolve_sim(str(cfg.sim))
+    sim = resolve_sim(str(cfg.sim), task_dict)
 
     torch.set_num_threads(torch_threads)
     dist_info = init_distributed(device.type)
@@ -111,7 +148,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     seed_everything(seed, bool(cfg.torch_deterministic))
 
     def make_env(n: int, seed: int) -> Any:
-        return make_task_env(task_dict, sim, num_envs=n, seed=seed, device=str(device), num_threads=sim_threads)
+        return make_task_env(task_dict, sim, num_envs=n, seed=seed, device=str(device), num_threads=sim_threads,
+                             headless=bool(cfg.headless), reference_compat=bool(cfg.get("reference_compat", False)))
 
     probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, seed)
     agent = MEowAgent(probe.obs_dim, probe.action_dim, device, alpha=tcfg.alpha, tau=tcfg.tau, gamma=tcfg.gamma,
@@ -131,6 +169,16 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.test:
         agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
         returns = evaluate(agent, probe)
+        if cfg.capture_video:
+            from meow_isaac.video import can_render, record_episode
+
+            if can_render(probe):
+                folder = Path(checkpoint).resolve().parent.parent / "videos"
+                path = record_episode(agent, probe, folder / f"test_{Path(checkpoint).stem}.mp4",
+                                      int(cfg.capture_video_len))
+                print(f"[meow-isaac] video: {path}")
+            else:
+                print("[meow-isaac] capture_video: this env cannot render offscreen; no video")
         probe.close()
         print(f"[meow-isaac] test: {task_dict['name']} checkpoint {checkpoint}: mean return "
               f"{float(returns.mean()):.2f} +- {float(returns.std(unbiased=False)):.2f} over {returns.numel()} "
@@ -167,6 +215,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         if trainer.replay.num_adds == 0:
             print(f"[meow-isaac] the checkpoint holds no replay buffer (train.save_replay=False): updates resume "
                   f"after {tcfg.learning_starts} vectorised steps refill it")
+    if cfg.capture_video:
+        trainer.video_freq = _int_key(cfg, "capture_video_freq", cfg.capture_video_freq)
+        trainer.video_len = _int_key(cfg, "capture_video_len", cfg.capture_video_len)
     previous = _install_stop_handlers(trainer)
     try:
         scalars = trainer.train()
@@ -269,6 +320,7 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    sys.argv = sys.argv[:1] + with_user_searchpath(sys.argv[1:])
     _hydra_main()
 
 

@@ -90,6 +90,7 @@ class Trainer:
         self.last_eval: Optional[float] = None
         self._last_eval_iteration = -1
         self.stop_requested = False  # set by signal handlers: checkpoint and leave the loop
+        self.video_freq, self.video_len = 0, 1000  # capture_video_freq (vectorised steps; 0 = off), frames
         self._eval_env: Optional[VecEnv] = None
         self._metric_sums: Dict[str, torch.Tensor] = {}
         self._metric_count = 0
@@ -139,6 +140,8 @@ class Trainer:
                                 ret=f"{scalars.get('episode/return', float('nan')):.1f}")
             if cfg.eval_interval and self.iteration % cfg.eval_interval == 0:
                 self.evaluate_and_save_best()
+            if self.video_freq and self.iteration % self.video_freq == 0:
+                self.record_video(f"iter_{self.iteration}")
             if self.iteration % cfg.save_interval == 0:
                 self.save(self.checkpoint_path("last"))
         bar.close()
@@ -195,6 +198,25 @@ class Trainer:
             self.best_return = mean
             self.save(self.checkpoint_path("best"))
         return mean
+
+    def record_video(self, tag: str) -> Optional[Path]:
+        """Record one deterministic episode of the eval env to ``<run_dir>/videos/<tag>.mp4`` (rank 0; MuJoCo
+        envs only); logs it to wandb when active. Returns the path, or None if the env cannot render."""
+        from meow_isaac.video import can_render, record_episode
+
+        if not self.is_main:
+            return None
+        if self._eval_env is None:
+            self._eval_env = self.make_eval_env()
+        if not can_render(self._eval_env):
+            tqdm.write("[meow-isaac] capture_video: this env cannot render offscreen; no video")
+            self.video_freq = 0
+            return None
+        path = record_episode(self.agent, self._eval_env, self.run_dir / "videos" / f"{tag}.mp4", self.video_len)
+        tqdm.write(f"[meow-isaac] video: {path}")
+        if self.logger is not None:
+            self.logger.log_video(path, self.frames)
+        return path
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_path(self, kind: str) -> Path:

@@ -12,7 +12,10 @@ their task yaml.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Callable, Dict, Mapping, Union
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display (set before mujoco loads)
 
 Builder = Callable[..., Any]
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MUJOCO_GL", "egl")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

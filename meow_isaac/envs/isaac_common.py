@@ -5,11 +5,10 @@ Nothing here imports an Isaac framework; the adapters import theirs lazily, insi
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -177,11 +176,3 @@ def next_step_out(obs: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, t
     ep_ret, ep_len = episodes.update(reward, counted, done)
     return StepOut(obs=obs, reward=reward, terminated=terminated, truncated=truncated, final_obs=obs,
                    valid=valid, episode_return=ep_ret, episode_length=ep_len)
-
-
-def closer(callbacks: List[Callable[[], Any]]) -> Callable[[], None]:
-    """One callable running ``callbacks`` in reverse order (each at most once), errors suppressed after the first."""
-    stack = contextlib.ExitStack()
-    for fn in callbacks:
-        stack.callback(fn)
-    return stack.close
