@@ -1,7 +1,7 @@
 """Deployable deterministic policies: TorchScript and ONNX, with the observation normaliser inside.
 
-The exported graph computes ``a = tanh(couplings(sigma(norm(s)) * 0))`` (the flow's deterministic action,
-spec section 5: ``z0 = 0``) from a raw ``(B, obs_dim)`` float32 observation; output ``(B, action_dim)`` float32
+The exported graph computes the agent's deterministic action (MEow: the flow at ``z0 = 0``, spec section 5)
+from a raw ``(B, obs_dim)`` float32 observation; output ``(B, action_dim)`` float32
 in ``(-1, 1)``. ONNX uses ``torch.onnx.export`` (opset 17, dynamic batch axis); verified with onnxruntime.
 """
 
@@ -13,29 +13,27 @@ from typing import Union
 import torch
 from torch import nn
 
-from meow_isaac.flows import EBFlowPolicy
 from meow_isaac.normalization import RunningObsNormalizer
 
 FORMATS = ("onnx", "torchscript")
 
 
 class DeterministicPolicy(nn.Module):
-    """``obs (B, obs_dim) -> action (B, action_dim)``: normaliser + deterministic flow action (eval mode)."""
+    """``obs (B, obs_dim) -> action (B, action_dim)``: normaliser + an agent's deterministic actor (eval mode)."""
 
-    def __init__(self, policy: EBFlowPolicy, normalizer: RunningObsNormalizer) -> None:
+    def __init__(self, actor: nn.Module, normalizer: RunningObsNormalizer) -> None:
         super().__init__()
-        self.policy = policy.eval()
+        self.actor = actor.eval()
         self.normalizer = normalizer.eval()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.normalizer(obs)
-        z0 = torch.zeros(obs.shape[0], self.policy.action_dim, dtype=obs.dtype, device=obs.device)
-        return self.policy(x, z0)
+        return self.actor(self.normalizer(obs))
 
 
-def export_policy(policy: EBFlowPolicy, normalizer: RunningObsNormalizer, path: Union[str, Path],
+def export_policy(actor: nn.Module, normalizer: RunningObsNormalizer, obs_dim: int, path: Union[str, Path],
                   fmt: str) -> Path:
-    """Write the deterministic policy to ``path`` in ``fmt`` (``onnx`` or ``torchscript``); returns the path.
+    """Write ``actor`` (normalised obs -> action, see ``Agent.deterministic_actor``) with the normaliser in front
+    to ``path`` in ``fmt`` (``onnx`` or ``torchscript``); returns the path.
 
     Raises:
         ValueError: unknown ``fmt``.
@@ -45,8 +43,8 @@ def export_policy(policy: EBFlowPolicy, normalizer: RunningObsNormalizer, path: 
         raise ValueError(f"export={fmt!r} is invalid; accepted: {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = DeterministicPolicy(policy, normalizer).cpu().float().eval()
-    example = torch.zeros(2, policy.obs_dim)
+    module = DeterministicPolicy(actor, normalizer).cpu().float().eval()
+    example = torch.zeros(2, obs_dim)
     with torch.no_grad():
         if fmt == "torchscript":
             torch.jit.trace(module, example).save(str(path))

@@ -21,7 +21,7 @@ import hydra  # noqa: E402 (after the Isaac Gym pre-import)
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.agents import make_agent
 from meow_isaac.checkpoint import load_checkpoint, seed_everything
 from meow_isaac.config import ConfigError, TrainConfig, resolve_device, resolve_threads
 from meow_isaac.distributed import broadcast_module, init_distributed, params_in_sync
@@ -152,10 +152,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                              headless=bool(cfg.headless), reference_compat=bool(cfg.get("reference_compat", False)))
 
     probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, seed)
-    agent = MEowAgent(probe.obs_dim, probe.action_dim, device, alpha=tcfg.alpha, tau=tcfg.tau, gamma=tcfg.gamma,
-                      learning_rate=tcfg.learning_rate, grad_norm=tcfg.grad_norm, sigma_max=tcfg.sigma_max,
-                      sigma_min=tcfg.sigma_min, normalize_input=tcfg.normalize_input, two_pass=tcfg.two_pass,
-                      dropout=tcfg.dropout)
+    agent = make_agent(probe.obs_dim, probe.action_dim, device, tcfg)
     if dist_info.enabled:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
@@ -163,7 +160,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
         probe.close()
         suffix = ".onnx" if export == "onnx" else ".pt"
-        path = export_policy(agent.policy, agent.normalizer, Path(checkpoint).with_suffix(suffix), export)
+        path = export_policy(agent.deterministic_actor(), agent.normalizer, probe.obs_dim,
+                             Path(checkpoint).with_suffix(suffix), export)
         print(f"[meow-isaac] exported the deterministic policy (normaliser included) to {path}")
         return {"export_path": str(path)}
     if cfg.test:
@@ -226,7 +224,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         _restore_handlers(previous)
     print(f"[meow-isaac] done: iteration {trainer.iteration}, frames {trainer.frames}, updates {trainer.updates}, "
           f"last eval return {trainer.last_eval}, best {trainer.best_return:.2f}; checkpoints in {run_dir / 'nn'}")
-    in_sync = params_in_sync(agent.policy)
+    in_sync = params_in_sync(agent)
     if in_sync is not None:
         print(f"[meow-isaac] rank {dist_info.rank}: parameters identical on all {dist_info.world_size} ranks: "
               f"{in_sync}")

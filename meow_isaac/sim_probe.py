@@ -21,10 +21,15 @@ FRAMEWORKS: Dict[str, Tuple[Tuple[str, ...], str]] = {
 
 def installed(sim: str) -> bool:
     """True when every top-level module of framework ``sim`` can be found (nothing is imported)."""
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in FRAMEWORKS[sim][0])
-    except (ImportError, ValueError):
-        return False
+    def found(module: str) -> bool:
+        if module in sys.modules:  # already imported (e.g. isaacgym, imported before torch)
+            return True
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return all(found(m) for m in FRAMEWORKS[sim][0])
 
 
 def installed_frameworks() -> List[str]:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from tqdm import tqdm
 
-from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.agents.base import Agent
 from meow_isaac.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from meow_isaac.config import TrainConfig
 from meow_isaac.envs.contract import StepOut, VecEnv
@@ -43,7 +43,7 @@ class EpisodeStats:
 
 
 @torch.no_grad()
-def evaluate(agent: MEowAgent, env: VecEnv, deterministic: bool = True) -> torch.Tensor:
+def evaluate(agent: Agent, env: VecEnv, deterministic: bool = True) -> torch.Tensor:
     """Run one episode in each of ``env.num_envs`` envs; returns their ``(num_envs,)`` float32 returns (CPU).
 
     Actions are deterministic (``z0 = 0``, spec section 5) unless ``deterministic=False``.
@@ -68,12 +68,12 @@ class Trainer:
 
     Args:
         env: training ``VecEnv``. make_eval_env: builds the evaluation ``VecEnv`` (separate instances),
-            called lazily. agent: the MEow agent. cfg: trainer/agent hyperparameters. run_dir: the run folder
+            called lazily. agent: the agent (MEow or SAC). cfg: trainer/agent hyperparameters. run_dir: the run folder
             (``nn/`` checkpoints, ``summaries/``). logger: scalar sink. name: checkpoint file stem.
         device: training device.
     """
 
-    def __init__(self, env: VecEnv, make_eval_env: Callable[[], VecEnv], agent: MEowAgent, cfg: TrainConfig,
+    def __init__(self, env: VecEnv, make_eval_env: Callable[[], VecEnv], agent: Agent, cfg: TrainConfig,
                  run_dir: Path, logger: Optional[Logger], name: str, device: torch.device,
                  config_dict: Optional[Dict[str, Any]] = None, show_progress: bool = True,
                  is_main: bool = True) -> None:
@@ -170,10 +170,9 @@ class Trainer:
         if episodes:
             scalars.update(episodes)
         if self._metric_count:
-            names = {"loss": "losses/loss", "grad_norm": "losses/grad_norm", "q": "values/q",
-                     "target_v": "values/target_v", "target_y": "values/target_y"}
-            values = torch.stack([self._metric_sums[k] for k in names]).tolist()
-            scalars.update({names[k]: v / self._metric_count for k, v in zip(names, values)})
+            names = sorted(self._metric_sums)
+            values = torch.stack([self._metric_sums[k].float() for k in names]).tolist()
+            scalars.update({k: v / self._metric_count for k, v in zip(names, values)})
             self._metric_sums, self._metric_count = {}, 0
             self._timers["update"] = 0.0
         if self.logger is not None:
@@ -227,7 +226,7 @@ class Trainer:
         """Everything needed to continue: nets, target, normaliser, optimizer, RNG states, counters, config."""
         state: Dict[str, Any] = {
             "agent": self.agent.state_dict(),
-            "optimizer": self.agent.optimizer.state_dict(),
+            "optimizer": self.agent.optimizer_state_dict(),
             "counters": {"iteration": self.iteration, "updates": self.updates, "frames": self.frames,
                          "best_return": self.best_return},
             "rng": rng_state(),
@@ -252,7 +251,7 @@ class Trainer:
         """
         state = load_checkpoint(path, map_location=self.device)
         self.agent.load_state_dict(state["agent"])
-        self.agent.optimizer.load_state_dict(state["optimizer"])
+        self.agent.load_optimizer_state_dict(state["optimizer"])
         counters = state["counters"]
         self.iteration, self.updates = int(counters["iteration"]), int(counters["updates"])
         self.best_return = float(counters["best_return"])

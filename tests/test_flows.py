@@ -122,7 +122,7 @@ def test_loss_matches_hand_computation_and_two_pass_without_dropout():
     torch.testing.assert_close(loss, expected)
     loss_two, _ = meow_loss(policy, target, batch, alpha, gamma, two_pass=True)
     torch.testing.assert_close(loss_two, loss)  # eval mode: no dropout, so identical
-    torch.testing.assert_close(metrics["target_y"], y.mean())
+    torch.testing.assert_close(metrics["values/target_y"], y.mean())
 
 
 def test_update_reduces_loss_and_moves_target_by_tau():
@@ -130,9 +130,9 @@ def test_update_reduces_loss_and_moves_target_by_tau():
     agent = MEowAgent(5, 2, torch.device("cpu"), alpha=0.2, tau=0.1, dropout=0.0)
     batch = _batch(n=64)
     before = [p.clone() for p in agent.target.parameters()]
-    first = agent.update(batch)["loss"]
+    first = agent.update(batch)["losses/loss"]
     for p_t, p_b, p in zip(agent.target.parameters(), before, agent.policy.parameters()):
         torch.testing.assert_close(p_t, p_b + 0.1 * (p - p_b))
     for _ in range(100):
-        last = agent.update(batch)["loss"]
+        last = agent.update(batch)["losses/loss"]
     assert last < 0.5 * first

@@ -1,1 +1,27 @@
-"""Agents: the MEow agent (one EBFlow network as actor and critic)."""
+"""Agents behind one interface (:class:`~meow_isaac.agents.base.Agent`): MEow, and SAC for comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from meow_isaac.agents.base import Agent
+
+ALGOS = ("meow",)
+
+
+def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) -> Agent:
+    """Build the agent named by ``cfg.algo`` from a :class:`~meow_isaac.config.TrainConfig`.
+
+    Raises:
+        ValueError: unknown ``cfg.algo``.
+    """
+    if cfg.algo == "meow":
+        from meow_isaac.agents.meow import MEowAgent
+
+        return MEowAgent(obs_dim, action_dim, device, alpha=cfg.alpha, tau=cfg.tau, gamma=cfg.gamma,
+                         learning_rate=cfg.learning_rate, grad_norm=cfg.grad_norm, sigma_max=cfg.sigma_max,
+                         sigma_min=cfg.sigma_min, normalize_input=cfg.normalize_input, two_pass=cfg.two_pass,
+                         dropout=cfg.dropout)
+    raise ValueError(f"train.algo={cfg.algo!r} is invalid; accepted: {', '.join(ALGOS)}")

@@ -7,7 +7,7 @@ clipped double Q, SCDQ). Spec: ``shared/reference/meow_algorithm.md`` section 4.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -34,8 +34,8 @@ def meow_loss(policy: EBFlowPolicy, target: EBFlowPolicy, batch: Batch, alpha: f
             masks) instead of one shared pass.
 
     Returns:
-        ``(loss, metrics)``: 0-dim loss; metrics are detached 0-dim tensors (``q``, ``target_v``, ``target_y``,
-        ``log_sigma``), read only at log intervals.
+        ``(loss, metrics)``: 0-dim loss; metrics are detached 0-dim tensors (``values/q``, ``values/target_v``,
+        ``values/target_y``), read only at log intervals.
     """
     with torch.no_grad():
         next_v = target.soft_v(batch.next_obs, alpha).min(-1).values
@@ -45,8 +45,20 @@ def meow_loss(policy: EBFlowPolicy, target: EBFlowPolicy, batch: Batch, alpha: f
     else:
         q = policy.soft_q(batch.obs, batch.action, alpha)
     loss = (q - y.unsqueeze(-1)).square().mean()
-    metrics = {"q": q.detach().mean(), "target_v": next_v.mean(), "target_y": y.mean()}
+    metrics = {"values/q": q.detach().mean(), "values/target_v": next_v.mean(), "values/target_y": y.mean()}
     return loss, metrics
+
+
+class DeterministicFlowActor(nn.Module):
+    """``obs (B, obs_dim)`` (normalised) -> the flow's deterministic action ``(B, action_dim)``."""
+
+    def __init__(self, policy: EBFlowPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z0 = torch.zeros(obs.shape[0], self.policy.action_dim, dtype=obs.dtype, device=obs.device)
+        return self.policy(obs, z0)
 
 
 def make_adam(params: List[nn.Parameter], learning_rate: float) -> torch.optim.Adam:
@@ -108,7 +120,8 @@ class MEowAgent(nn.Module):
     def update(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """One gradient step on a raw-observation minibatch, then the Polyak update. No host sync.
 
-        Returns detached 0-dim metric tensors (``loss``, ``grad_norm``, ``q``, ``target_v``, ``target_y``).
+        Returns detached 0-dim metric tensors keyed by TensorBoard name (``losses/loss``, ``losses/grad_norm``,
+        ``values/q``, ``values/target_v``, ``values/target_y``).
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
         self.policy.train()
@@ -121,6 +134,18 @@ class MEowAgent(nn.Module):
         self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._params, self.tau)
-        metrics["loss"] = loss.detach()
-        metrics["grad_norm"] = grad_norm.detach()
+        metrics["losses/loss"] = loss.detach()
+        metrics["losses/grad_norm"] = grad_norm.detach()
         return metrics
+
+    def optimizer_state_dict(self) -> Dict[str, Any]:
+        """Adam's state (for exact resume)."""
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore Adam's state."""
+        self.optimizer.load_state_dict(state)
+
+    def deterministic_actor(self) -> nn.Module:
+        """Normalised obs -> deterministic flow action (``z0 = 0``, spec section 5)."""
+        return DeterministicFlowActor(self.policy)
