@@ -126,7 +126,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                           f"capacity num_envs x train.replay_size_per_env = {capacity}")
     checkpoint = str(cfg.checkpoint or "")
     if checkpoint == "auto":
-        checkpoint = find_latest_checkpoint(str(cfg.experiment or ""), tcfg.name)
+        # in a sweep each job resumes its own folder runs/<experiment>_<job>
+        checkpoint = find_latest_checkpoint(f"{cfg.experiment}{_multirun_job_suffix()}" if cfg.experiment else "",
+                                            tcfg.name)
         print(f"[meow-isaac] checkpoint=auto: "
               f"{'resuming from ' + checkpoint if checkpoint else 'no checkpoint found, starting fresh'}")
     export = str(cfg.export or "")
@@ -221,7 +223,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         scalars = trainer.train()
     finally:
         trainer.close()
-        _restore_handlers(previous)
+        _restore_handlers(previous, trainer)
     print(f"[meow-isaac] done: iteration {trainer.iteration}, frames {trainer.frames}, updates {trainer.updates}, "
           f"last eval return {trainer.last_eval}, best {trainer.best_return:.2f}; checkpoints in {run_dir / 'nn'}")
     in_sync = params_in_sync(agent)
@@ -281,19 +283,26 @@ def _install_stop_handlers(trainer: Trainer) -> Dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
         print(f"[meow-isaac] received signal {signum}: checkpointing and stopping", flush=True)
         trainer.stop_requested = True
+        trainer.stop_signal = signum
 
     previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+    # USR2: submitit's time-out signal; its own handler (requeue) is called after our checkpoint.
+    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None), getattr(signal, "SIGUSR2", None)):
         if sig is not None:
             previous[sig] = signal.signal(sig, handler)
     return previous
 
 
-def _restore_handlers(previous: Dict[int, Any]) -> None:
+def _restore_handlers(previous: Dict[int, Any], trainer: Trainer) -> None:
+    """Put back the handlers that were installed before; if a signal stopped us after its checkpoint, pass it on
+    to the previous Python handler (e.g. submitit's requeue on a time-out)."""
     import signal
 
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+    signum = getattr(trainer, "stop_signal", None)
+    if signum is not None and callable(previous.get(signum)):
+        previous[signum](signum, None)
 
 
 register_resolvers()

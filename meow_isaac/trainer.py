@@ -90,6 +90,7 @@ class Trainer:
         self.last_eval: Optional[float] = None
         self._last_eval_iteration = -1
         self.stop_requested = False  # set by signal handlers: checkpoint and leave the loop
+        self.stop_signal: Optional[int] = None  # the signal that stopped the run (passed on after the checkpoint)
         self.video_freq, self.video_len = 0, 1000  # capture_video_freq (vectorised steps; 0 = off), frames
         self._eval_env: Optional[VecEnv] = None
         self._metric_sums: Dict[str, torch.Tensor] = {}
