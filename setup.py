@@ -12,12 +12,14 @@ setup(
     packages=["meow_isaac", "meow_isaac.envs", "meow_isaac.agents", "tasks", "meow_isaac.cfg"],
     package_dir={"meow_isaac.cfg": "cfg"},
     package_data={"tasks": ["assets/*.xml"], "meow_isaac.cfg": ["*.yaml", "task/*.yaml", "train/*.yaml",
-                                                                "hydra/launcher/*.yaml"]},
+                                                                "rl_games/*.yaml", "hydra/launcher/*.yaml"]},
     install_requires=[
         "torch>=2.0",               # permissive for GPU users; CI installs the CPU build torch==2.13.0 first
         "numpy>=1.23",
-        "mujoco>=4.0,<5",           # mujoco.batch (embedded CPU backend)
-        "gymnasium>=1.0,<2",        # ships the classic MuJoCo MJCF files
+        # embedded CPU backend (mujoco.batch needs mujoco 4, which needs Python >= 3.11); the Isaac Gym (3.8) and
+        # Isaac Sim 2023.1 (3.10) paths run without it
+        "mujoco>=4.0,<5; python_version>='3.11'",
+        "gymnasium>=1.0,<2; python_version>='3.11'",  # ships the classic MuJoCo MJCF files
         "hydra-core>=1.3,<1.5",
         "omegaconf>=2.3,<2.4",
         "tensorboard>=2.12",
@@ -25,10 +27,12 @@ setup(
         "imageio[ffmpeg]>=2.30",    # videos (imageio-ffmpeg ships an ffmpeg binary)
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "matplotlib>=3.5"],  # matplotlib: python -m meow_isaac.compare plots
+        "plot": ["matplotlib>=3.5"],
         "wandb": ["wandb>=0.16"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
         "slurm": ["hydra-submitit-launcher>=1.2,<1.3", "submitit>=1.4,<2"],  # hydra/launcher=slurm
+        "rl_games": ["rl-games>=1.6"],  # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py)
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

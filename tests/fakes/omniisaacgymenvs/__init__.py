@@ -1,0 +1,1 @@
+"""Fake OmniIsaacGymEnvs 2023.1.1 package."""
