@@ -87,10 +87,7 @@ class AllegroHandCfg:
         for key in overrides:
             if key not in fields:
                 raise ValueError(f"unknown env_cfg key {key!r}; accepted keys: {', '.join(fields)}")
-        values = {}
-        for key, value in overrides.items():
-            kind = type(fields[key].default)
-            values[key] = _as_bool(key, value) if kind is bool else kind(value)
+        values = {key: cast_cfg_value(key, value, fields[key].default) for key, value in overrides.items()}
         cfg = cls(**values)
         if cfg.observationType not in OBS_DIMS:
             raise ValueError(f"observationType={cfg.observationType!r} is invalid: expected one of {list(OBS_DIMS)}")
@@ -103,12 +100,24 @@ class AllegroHandCfg:
         return cfg
 
 
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"{key}={value!r} is invalid: expected True or False")
+def cast_cfg_value(key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str).
+
+    Raises:
+        ValueError: ``value`` does not have that type (bools are not numbers; an int needs an integral value).
+    """
+    kind = type(default)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is str:
+        ok = isinstance(value, str)
+    else:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and (kind is float or float(value) == int(value)))
+    if not ok:
+        expected = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}[kind]
+        raise ValueError(f"env_cfg key {key!r}={value!r} is invalid: expected {expected}")
+    return kind(value)
 
 
 def random_goal_rotation(u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ import mujoco
 import numpy as np
 import torch
 
+from tasks.torch_utils import scale
+
 Bound = Union[float, Sequence[float], torch.Tensor]
 
 
@@ -84,7 +86,6 @@ def absolute_targets(actions: torch.Tensor, prev_targets: torch.Tensor, lower: t
     ``clamp(α (lower + (a + 1)(upper − lower)/2) + (1 − α) prev_targets, lower, upper)``, ``α = moving_average``
     (1 = no smoothing).
     """
-    a = actions.to(prev_targets.dtype)
-    target = lower + 0.5 * (a + 1.0) * (upper - lower)
+    target = scale(actions.to(prev_targets.dtype), lower, upper)
     target = moving_average * target + (1.0 - moving_average) * prev_targets
     return torch.clamp(target, lower, upper)

@@ -91,7 +91,7 @@ def quat_rotation_distance(q: torch.Tensor, q_ref: torch.Tensor) -> torch.Tensor
 
 
 def tf_apply(q: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Apply the rigid transform (rotation ``q`` (..., 4), translation ``t`` (..., 3)) to points ``v``: ``R(q) v + t``."""
+    """Apply the transform (rotation ``q`` (..., 4), translation ``t`` (..., 3)) to points ``v``: ``R(q) v + t``."""
     return quat_rotate(q, v) + t
 
 
