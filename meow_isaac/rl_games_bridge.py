@@ -33,7 +33,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.agents import make_agent
 from meow_isaac.checkpoint import load_checkpoint
 from meow_isaac.config import TrainConfig
 from meow_isaac.envs.contract import StepOut
@@ -61,14 +61,6 @@ def train_config(config: Mapping[str, Any]) -> TrainConfig:
     names = set(TrainConfig.__dataclass_fields__)
     values = {RENAMED.get(k, k): v for k, v in config.items() if RENAMED.get(k, k) in names}
     return TrainConfig.from_mapping(values)
-
-
-def make_agent(tcfg: TrainConfig, obs_dim: int, action_dim: int, device: torch.device) -> MEowAgent:
-    """A MEow agent with ``tcfg``'s hyperparameters."""
-    return MEowAgent(obs_dim, action_dim, device, alpha=tcfg.alpha, tau=tcfg.tau, gamma=tcfg.gamma,
-                     learning_rate=tcfg.learning_rate, grad_norm=tcfg.grad_norm, sigma_max=tcfg.sigma_max,
-                     sigma_min=tcfg.sigma_min, normalize_input=tcfg.normalize_input, two_pass=tcfg.two_pass,
-                     dropout=tcfg.dropout)
 
 
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -162,7 +154,8 @@ def adapt_env(vec_env: Any, device: torch.device, config: Mapping[str, Any]) -> 
             from meow_isaac.envs.omniisaacgym import OmniIsaacGymEnv
 
             return OmniIsaacGymEnv(obj, device)
-        if raw is not None and hasattr(raw, "episode_length_buf") and hasattr(raw, "single_action_space"):
+        if (raw is not None and hasattr(raw, "episode_length_buf") and hasattr(raw, "single_action_space")
+                and not hasattr(obj, "get_env_info")):  # a gym env (5-tuple step), not Isaac Lab's rl_games wrapper
             from meow_isaac.envs.isaaclab import IsaacLabEnv
 
             return IsaacLabEnv(obj, device, str(config.get("final_obs_fallback", "prev_obs")))
@@ -226,8 +219,8 @@ class MEowRLGamesAgent:
         scale = _scale(config)
         shared = SharedSim(_Scaled(env, scale) if scale != 1.0 else env)
         self.env = shared.handle()
-        self.agent = make_agent(tcfg, env.obs_dim, env.action_dim, self.device)
-        self.model = self.agent.policy  # what rl_games' run_train would torch.compile (unused by MEow)
+        self.agent = make_agent(env.obs_dim, env.action_dim, self.device, tcfg)
+        self.model = getattr(self.agent, "policy", None)  # what rl_games' run_train would torch.compile (unused)
         name = str(config.get("name", "MEow"))
         experiment = config.get("full_experiment_name") or f"{name}_{datetime.datetime.now():%d-%H-%M-%S}"
         self.run_dir = Path(config.get("train_dir", "runs")) / str(experiment)
@@ -255,8 +248,8 @@ class MEowRLGamesPlayer:
         config = params["config"]
         self.device = _device(config)
         self.env = make_env(config, self.device)
-        self.agent = make_agent(train_config(config), self.env.obs_dim, self.env.action_dim, self.device)
-        self.model = self.agent.policy
+        self.agent = make_agent(self.env.obs_dim, self.env.action_dim, self.device, train_config(config))
+        self.model = getattr(self.agent, "policy", None)
         self.last_returns: Optional[torch.Tensor] = None
 
     def restore(self, fn: str) -> None:

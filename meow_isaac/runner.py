@@ -159,7 +159,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
     if export:
-        agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
+        _load_agent(agent, checkpoint, device, tcfg.algo)
         probe.close()
         suffix = ".onnx" if export == "onnx" else ".pt"
         path = export_policy(agent.deterministic_actor(), agent.normalizer, probe.obs_dim,
@@ -167,7 +167,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         print(f"[meow-isaac] exported the deterministic policy (normaliser included) to {path}")
         return {"export_path": str(path)}
     if cfg.test:
-        agent.load_state_dict(load_checkpoint(checkpoint, map_location=device)["agent"])
+        _load_agent(agent, checkpoint, device, tcfg.algo)
         returns = evaluate(agent, probe)
         if cfg.capture_video:
             from meow_isaac.video import can_render, record_episode
@@ -236,6 +236,20 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     return {"run_dir": str(run_dir), "iteration": trainer.iteration, "preempted": trainer.stop_requested, "frames": trainer.frames,
             "updates": trainer.updates, "last_eval": trainer.last_eval, "best_return": trainer.best_return,
             "scalars": scalars}
+
+
+def _load_agent(agent: Any, checkpoint: str, device: torch.device, algo: str) -> None:
+    """Load a checkpoint's networks into ``agent`` (test / export).
+
+    Raises:
+        ConfigError: the checkpoint was trained with another ``train.algo`` (e.g. SAC without ``train=<Task>SAC``).
+    """
+    state = load_checkpoint(checkpoint, map_location=device)
+    trained = (state.get("config") or {}).get("train", {}).get("algo", algo)
+    if trained != algo:
+        raise ConfigError(f"invalid config: train.algo={algo!r}; accepted: {trained!r}, the algorithm of "
+                          f"checkpoint={checkpoint} (select its train config, e.g. train=<Task>{trained.upper()})")
+    agent.load_state_dict(state["agent"])
 
 
 def find_latest_checkpoint(experiment: str, name: str, root: Path = Path("runs")) -> str:

@@ -7,8 +7,7 @@ from typing import Any
 import torch
 
 from meow_isaac.agents.base import Agent
-
-ALGOS = ("meow",)
+from meow_isaac.config import ALGOS
 
 
 def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) -> Agent:
@@ -24,4 +23,12 @@ def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) ->
                          learning_rate=cfg.learning_rate, grad_norm=cfg.grad_norm, sigma_max=cfg.sigma_max,
                          sigma_min=cfg.sigma_min, normalize_input=cfg.normalize_input, two_pass=cfg.two_pass,
                          dropout=cfg.dropout)
+    if cfg.algo == "sac":
+        from meow_isaac.agents.sac import SACAgent
+
+        return SACAgent(obs_dim, action_dim, device, alpha=cfg.alpha, tau=cfg.tau, gamma=cfg.gamma,
+                        actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, alpha_lr=cfg.alpha_lr,
+                        grad_norm=cfg.grad_norm, units=cfg.units, log_std_min=cfg.log_std_min,
+                        log_std_max=cfg.log_std_max, learnable_temperature=cfg.learnable_temperature,
+                        normalize_input=cfg.normalize_input)
     raise ValueError(f"train.algo={cfg.algo!r} is invalid; accepted: {', '.join(ALGOS)}")
