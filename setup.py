@@ -27,7 +27,7 @@ setup(
         "imageio[ffmpeg]>=2.30",    # videos (imageio-ffmpeg ships an ffmpeg binary)
     ],
     extras_require={
-        "test": ["pytest>=7", "matplotlib>=3.5"],  # matplotlib: python -m meow_isaac.compare plots
+        "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],  # matplotlib: python -m meow_isaac.compare plots
         "plot": ["matplotlib>=3.5"],
         "wandb": ["wandb>=0.16"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
