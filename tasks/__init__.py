@@ -32,6 +32,10 @@ _REGISTRY: Dict[str, Union[str, Builder]] = {
     # Omniverse Isaac Gym task definitions on MuJoCo (tasks/isaac_locomotion.py)
     "Ant": "tasks.isaac_locomotion:Ant",
     "Humanoid": "tasks.isaac_locomotion:Humanoid",
+    "Anymal": "tasks.anymal:Anymal",  # tasks/anymal.py
+    "Ingenuity": "tasks.ingenuity:Ingenuity",  # tasks/ingenuity.py
+    "AllegroHand": "tasks.allegro_hand:AllegroHand",  # tasks/allegro_hand.py
+    "FrankaCabinet": "tasks.franka_cabinet:FrankaCabinet",  # tasks/franka_cabinet.py
     # MEow paper Sec. 4.1 multi-goal point mass, pure torch (tasks/multigoal.py)
     "MultiGoal": "tasks.multigoal:MultiGoal",
 }

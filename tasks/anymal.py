@@ -14,8 +14,10 @@ Timing, reproduced from OIGE on purpose (section 0 table):
 
 Design (MuJoCo side):
     * PD drive = 12 MuJoCo ``position`` servos (kp 22918.3 N m/rad, kv 2291.8 N m s/rad, |tau| <= 1000 N m: the
-      OIGE ``set_drive(400, 40, 1000)`` per-degree gains in SI, section 4.3) integrated implicitly by
+      OIGE ``set_drive(400, 40, 1000)`` per-degree gains in SI, section 4.3), damping integrated implicitly by
       ``implicitfast``; ``ctrl`` = the integrated joint targets ``clamp(q*_{t-1} + 13.5 a / 60, lo, hi)``.
+      The MJCF adds 1.0 kg m^2 joint armature so that the explicit 1000 N m clamp does not chatter at the 0.01 s
+      step (its header explains the choice and the alternatives measured).
     * DOF order = OIGE's (all HAA, then HFE, then KFE; legs LF, LH, RF, RH) = the actuator order of the MJCF;
       ``qpos``/``qvel`` columns are gathered through index tensors (the MJCF nests the joints leg by leg).
     * Base state from the free joint: ``qpos[:, 0:3]`` position, ``qpos[:, 3:7]`` (w,x,y,z), ``qvel[:, 0:3]``
