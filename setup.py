@@ -24,6 +24,7 @@ setup(
         "omegaconf>=2.3,<2.4",
         "tensorboard>=2.12",
         "tqdm>=4.60",
+        "matplotlib>=3.7,<4",       # task pictures (MultiGoal, tasks/multigoal_plots.py), Agg canvas, headless
         "imageio[ffmpeg]>=2.30",    # videos (imageio-ffmpeg ships an ffmpeg binary)
     ],
     extras_require={

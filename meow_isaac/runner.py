@@ -179,6 +179,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
                 print(f"[meow-isaac] video: {path}")
             else:
                 print("[meow-isaac] capture_video: this env cannot render offscreen; no video")
+        ckpt = Path(checkpoint).resolve()
+        write_task_artifacts(probe, agent, (ckpt.parent.parent if ckpt.parent.name == "nn" else ckpt.parent)
+                             / "plots" / f"test_{ckpt.stem}")
         probe.close()
         print(f"[meow-isaac] test: {task_dict['name']} checkpoint {checkpoint}: mean return "
               f"{float(returns.mean()):.2f} +- {float(returns.std(unbiased=False)):.2f} over {returns.numel()} "
@@ -230,6 +233,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if in_sync is not None:
         print(f"[meow-isaac] rank {dist_info.rank}: parameters identical on all {dist_info.world_size} ranks: "
               f"{in_sync}")
+    if dist_info.is_main and not trainer.stop_requested:
+        write_task_artifacts(trainer.env, agent, run_dir / "plots")
     if trainer.stop_requested:
         print(f"[meow-isaac] stopped by signal: checkpoint {trainer.checkpoint_path('last')} written; resume with "
               f"checkpoint=auto experiment={run_dir.name} (exit code {EXIT_PREEMPTED})")
@@ -250,6 +255,13 @@ def _load_agent(agent: Any, checkpoint: str, device: torch.device, algo: str) ->
         raise ConfigError(f"invalid config: train.algo={algo!r}; accepted: {trained!r}, the algorithm of "
                           f"checkpoint={checkpoint} (select its train config, e.g. train=<Task>{trained.upper()})")
     agent.load_state_dict(state["agent"])
+
+
+def write_task_artifacts(env: Any, agent: Any, out_dir: Path) -> list:
+    """Call the task env's optional ``write_artifacts(agent, out_dir)`` hook (e.g. the MultiGoal pictures,
+    ``tasks/multigoal_plots.py``) after training and on ``test=True``; tasks without one write nothing."""
+    hook = getattr(env, "write_artifacts", None)
+    return list(hook(agent, out_dir)) if callable(hook) else []
 
 
 def find_latest_checkpoint(experiment: str, name: str, root: Path = Path("runs")) -> str:
