@@ -23,8 +23,9 @@ runner calls after training and on ``test=True`` (pictures in ``tasks/multigoal_
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
 
@@ -87,7 +88,7 @@ class MultiGoal:
         """Euclidean distances ``(..., 4)`` from positions ``(..., 2)`` to the four goals (order of GOALS)."""
         return torch.linalg.vector_norm(pos.unsqueeze(-2) - self.goals.to(pos.device, pos.dtype), dim=-1)
 
-    def reward_terminated(self, next_pos: torch.Tensor, action: torch.Tensor) -> tuple:
+    def reward_terminated(self, next_pos: torch.Tensor, action: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Reward ``(N,)`` float32 and terminated ``(N,)`` bool of moving to ``next_pos`` with ``action``.
 
         ``r = -(actionCost ||a||^2 + distanceCost min_g ||s' - g||^2) + goalReward [min_g ||s' - g|| < thr]``.
@@ -197,7 +198,7 @@ def goal_counts(goal: torch.Tensor) -> List[int]:
     return torch.bincount(goal[goal >= 0].cpu(), minlength=len(GOALS)).tolist()
 
 
-def goals_covered(goal: torch.Tensor, min_fraction: float = 0.02) -> int:
+def goals_covered(goal: torch.Tensor, min_fraction: float = 0.05) -> int:
     """Number of goals reached by at least ``min_fraction`` of the episodes (at least one episode)."""
-    need = max(1, int(min_fraction * goal.numel() + 0.999999))
+    need = max(1, math.ceil(min_fraction * goal.numel() - 1e-9))
     return sum(int(c >= need) for c in goal_counts(goal))

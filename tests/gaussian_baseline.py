@@ -72,7 +72,7 @@ class GaussianSAC(nn.Module):
 
 
 def train_sac(make_env: Callable[[], object], agent: GaussianSAC, steps: int, random_steps: int,
-              learning_starts: int, batch_size: int) -> GaussianSAC:
+              learning_starts: int, batch_size: int, updates_per_step: int = 1) -> GaussianSAC:
     """Train ``agent`` for ``steps`` vectorised steps of ``make_env()`` (the MEow trainer's schedule)."""
     env = make_env()
     replay = ReplayBuffer(env.num_envs, steps, env.obs_dim, env.action_dim, torch.device("cpu"))
@@ -86,5 +86,6 @@ def train_sac(make_env: Callable[[], object], agent: GaussianSAC, steps: int, ra
         replay.add(obs, action, out.reward, out.final_obs, out.terminated, out.valid)
         obs = out.obs
         if replay.num_adds >= learning_starts:
-            agent.update(replay.sample(batch_size))
+            for _ in range(updates_per_step):
+                agent.update(replay.sample(batch_size))
     return agent
