@@ -21,7 +21,10 @@ exact V uses only its sigma network and shift heads (no coupling pass); foreach 
 
 With dropout off (eval mode) both losses are the same number; the script checks this once per size.
 
-Run: ``python benchmarks/bench_update.py [--batch 256] [--threads 1] [--iters 200] [--json out.json]``
+Run: ``python benchmarks/bench_update.py [--batch 256,4096] [--threads 1] [--iters 100] [--no-compile] [--json out.json]``
+
+*Ours compiled*: the same agent built with ``compile=True`` (``train.compile``): ``torch.compile`` of the loss
+(forward and backward through AOTAutograd); the first call compiles and is not timed.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
-from meow_isaac.flows import EBFlowPolicy
+from meow_isaac.flows import BitDropout, EBFlowPolicy
 from meow_isaac.replay import Batch, ReplayBuffer
 
 # name: (obs_dim, action_dim, alpha, tau) -- MuJoCo Hopper-v4 / Humanoid-v4 sizes and reference hyperparameters
@@ -48,7 +51,8 @@ GAMMA, LR, GRAD_NORM = 0.99, 1e-3, 30.0
 
 def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
     """A copy of ``flow`` whose shift heads are two separate ``nn.Sequential`` MLPs (as in the reference code)
-    holding the same weights as our stacked :class:`~meow_isaac.flows.ShiftHeads`."""
+    holding the same weights as our stacked :class:`~meow_isaac.flows.ShiftHeads`, and whose couplings use
+    ``nn.Dropout`` (the reference) instead of :class:`~meow_isaac.flows.BitDropout`."""
     ref = copy.deepcopy(flow)
     heads = nn.ModuleList()
     for j in range(2):
@@ -61,6 +65,10 @@ def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
             layers += [linear, nn.ReLU()] if i < len(flow.shift_heads.weights) - 1 else [linear]
         heads.append(nn.Sequential(*layers))
     ref.shift_heads = heads  # type: ignore[assignment]
+    for coupling in ref.couplings:  # the reference uses torch's nn.Dropout, not our BitDropout
+        for i, module in enumerate(coupling.net):
+            if isinstance(module, BitDropout):
+                coupling.net[i] = nn.Dropout(module.p)
     return ref
 
 
@@ -156,40 +164,57 @@ def time_interleaved(fns: Dict[str, Callable[[Batch], object]], batches: List[Ba
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=256, help="minibatch size B (default 256)")
+    parser.add_argument("--batch", default="256,4096", help="comma-separated minibatch sizes B (default 256,4096)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--iters", type=int, default=200, help="timed updates per method and size (default 200)")
+    parser.add_argument("--iters", type=int, default=100, help="timed updates per method and size (default 100)")
     parser.add_argument("--sizes", default="Hopper,Humanoid", help="comma-separated of " + ",".join(SIZES))
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant of ours")
     parser.add_argument("--json", default=None, help="write the results to this path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, iters {args.iters}")
+    batch_sizes = [int(b) for b in str(args.batch).split(",")]
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch_sizes}, iters {args.iters}")
 
     rows = []
     for name in args.sizes.split(","):
         obs_dim, action_dim, alpha, tau = SIZES[name]
-        batches = make_batches(obs_dim, action_dim, args.batch, 16, seed=0)
-        torch.manual_seed(0)
-        check_agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), alpha=alpha, tau=tau, gamma=GAMMA,
-                                learning_rate=LR, grad_norm=GRAD_NORM)
-        rel = check_same_loss(check_agent, batches)
-        print(f"{name}: loss check (eval mode, no dropout): |ours - reference| / |reference| = {rel:.2e}")
-        if rel > 1e-4:
-            raise SystemExit(f"{name}: losses differ by {rel:.2e} relative (> 1e-4)")
-        torch.manual_seed(0)
-        agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), alpha=alpha, tau=tau, gamma=GAMMA,
-                          learning_rate=LR, grad_norm=GRAD_NORM)
-        ref = ReferenceUpdate(to_reference(agent.policy), to_reference(agent.target), alpha, tau)
-        ms = time_interleaved({"ours": agent.update, "reference": ref.update}, batches, args.iters)
-        rows.append({"size": name, "obs_dim": obs_dim, "action_dim": action_dim, "batch": args.batch,
-                     "ours_ms": ms["ours"], "reference_ms": ms["reference"],
-                     "ratio": ms["reference"] / ms["ours"], "loss_rel_diff": rel})
+        kwargs = dict(alpha=alpha, tau=tau, gamma=GAMMA, learning_rate=LR, grad_norm=GRAD_NORM)
+        for batch_size in batch_sizes:
+            iters = max(10, args.iters * 256 // max(batch_size, 256))  # equal work per row, at least 10
+            batches = make_batches(obs_dim, action_dim, batch_size, 16, seed=0)
+            torch.manual_seed(0)
+            check_agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), **kwargs)
+            rel = check_same_loss(check_agent, batches)
+            print(f"{name} B={batch_size}: loss check (eval mode, no dropout): |ours - reference| / |reference| "
+                  f"= {rel:.2e}")
+            if rel > 1e-4:
+                raise SystemExit(f"{name}: losses differ by {rel:.2e} relative (> 1e-4)")
+            torch.manual_seed(0)
+            agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), **kwargs)
+            ref = ReferenceUpdate(to_reference(agent.policy), to_reference(agent.target), alpha, tau)
+            fns: Dict[str, Callable[[Batch], object]] = {"ours": agent.update, "reference": ref.update}
+            if not args.no_compile:
+                torch.manual_seed(0)
+                compiled = MEowAgent(obs_dim, action_dim, torch.device("cpu"), compile=True, **kwargs)
+                t0 = time.perf_counter()
+                compiled.update(batches[0])
+                print(f"{name} B={batch_size}: compiled the update in {time.perf_counter() - t0:.1f} s")
+                fns["ours_compiled"] = compiled.update
+            ms = time_interleaved(fns, batches, iters, chunk=max(2, min(10, iters // 5)), warmup=3)
+            row = {"size": name, "obs_dim": obs_dim, "action_dim": action_dim, "batch": batch_size,
+                   "iters": iters, "ours_ms": ms["ours"], "reference_ms": ms["reference"],
+                   "ratio": ms["reference"] / ms["ours"], "loss_rel_diff": rel}
+            if "ours_compiled" in ms:
+                row.update(ours_compiled_ms=ms["ours_compiled"], ratio_compiled=ms["reference"] / ms["ours_compiled"])
+            rows.append(row)
 
-    print("\n| size | batch | ours ms/update | reference ms/update | ratio (reference/ours) |")
-    print("|---|---|---|---|---|")
+    print("\n| size | batch | reference ms/update | ours eager ms | ratio eager | ours compiled ms | ratio compiled |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['batch']} | {r['ours_ms']:.2f} "
-              f"| {r['reference_ms']:.2f} | {r['ratio']:.2f} |")
+        compiled_cells = (f"{r['ours_compiled_ms']:.2f} | {r['ratio_compiled']:.2f}x" if "ours_compiled_ms" in r
+                          else "- | -")
+        print(f"| {r['size']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['batch']} | {r['reference_ms']:.2f} "
+              f"| {r['ours_ms']:.2f} | {r['ratio']:.2f}x | {compiled_cells} |")
     if args.json:
         meta = {"torch": torch.__version__, "threads": args.threads, "iters": args.iters, "device": "cpu"}
         with open(args.json, "w") as f:

@@ -99,11 +99,34 @@ def _embedded_env(task_cfg: Mapping[str, Any], num_envs: int, seed: int, device:
         raise ConfigError(f"invalid config: task={task_cfg['name']!r}: {err}") from err
 
 
+# The frameworks' own task packages: a ``task_class`` / ``import_modules`` entry may always name them.
+FRAMEWORK_PACKAGES = ("isaacgymenvs", "omniisaacgymenvs", "isaaclab", "isaaclab_tasks")
+
+
+def check_isaac_section(sim: str, section: Mapping[str, Any]) -> None:
+    """Check the config strings of an Isaac task section that name code (``task_class: 'module:Class'``,
+    ``import_modules: [...]``) against the task allow-list (:func:`tasks.check_entry_point`) before any import.
+
+    Raises:
+        ConfigError: a string that the allow-list does not cover (one line, says how to allow it).
+    """
+    import tasks
+
+    try:
+        if section.get("task_class"):
+            tasks.check_entry_point(str(section["task_class"]), FRAMEWORK_PACKAGES)
+        for module in section.get("import_modules") or []:
+            tasks.check_module(str(module), f"module {module!r}", FRAMEWORK_PACKAGES)
+    except ValueError as err:
+        raise ConfigError(f"invalid config: task.{sim}: {err}") from None
+
+
 def _isaac_env(task_cfg: Mapping[str, Any], sim: str, num_envs: int, seed: int, device: torch.device,
                headless: bool) -> Any:
     shared = _OPEN.get(sim)
     if shared is None or shared.handles == 0:
         section = dict(task_cfg.get(sim) or {})
+        check_isaac_section(sim, section)
         try:
             env = importlib.import_module(ADAPTERS[sim]).make(section, num_envs, seed, device, headless=headless)
         except FrameworkError as err:

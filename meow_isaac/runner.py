@@ -6,11 +6,12 @@ Invalid config: one line on stderr naming the key, the value and what is accepte
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from meow_isaac.sim_probe import preimport_for_argv
 
@@ -22,8 +23,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from meow_isaac.agents import make_agent
-from meow_isaac.checkpoint import load_checkpoint, seed_everything
-from meow_isaac.config import ConfigError, TrainConfig, resolve_device, resolve_threads
+from meow_isaac.checkpoint import (CheckpointWriteError, check_checkpoint_error, check_compatible, checkpoint_meta,
+                                   load_checkpoint, seed_everything)
+from meow_isaac.config import (ConfigError, TrainConfig, check_bool, check_distributed_env, check_int,
+                               check_known_keys, did_you_mean, resolve_device, resolve_threads)
 from meow_isaac.distributed import broadcast_module, init_distributed, params_in_sync
 from meow_isaac.export import FORMATS, export_policy
 from meow_isaac.factory import make_task_env, resolve_sim
@@ -84,6 +87,7 @@ def with_user_searchpath(argv: List[str]) -> List[str]:
 
 
 def _check_choice(group: str, value: str, extra_dirs: Optional[List[Path]] = None) -> None:
+    """Raise :class:`ConfigError` unless ``value`` names a ``<group>/<value>.yaml`` in ``cfg/`` or ``extra_dirs``."""
     dirs = [config_dir()] + list(extra_dirs or [])
     options = sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
     if value not in options:
@@ -91,12 +95,119 @@ def _check_choice(group: str, value: str, extra_dirs: Optional[List[Path]] = Non
 
 
 def precheck_argv(argv: list) -> None:
-    """Validate ``task=``/``train=`` choices before hydra composes (hydra's own error is a traceback)."""
+    """Validate the command line before hydra composes, whose own errors are several lines and exit code 1:
+    ``task=``/``train=`` choices, the override syntax, a sweep without ``-m``, and overrides of keys that do not
+    exist (``num_env=4``, ``train.bath_size=64``).
+
+    Raises:
+        ConfigError: one line naming the override, its value and what is accepted.
+    """
     extra = user_config_dirs(argv)
     for arg in argv:
         for group in ("task", "train"):
             if arg.startswith(group + "=") and "," not in arg:
                 _check_choice(group, arg.split("=", 1)[1], extra)
+    _precheck_overrides(argv)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _precheck_overrides(argv: List[str]) -> None:
+    """Parse every override and compose the config once (about 0.1 s) so that hydra's composition errors become
+    one-line :class:`ConfigError` s. Skipped for hydra flags other than ``-m`` (``--cfg``, ``--config-dir``, ...:
+    hydra handles those) and for sweeps (each job is composed, and validated by :func:`run`, on its own)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, HydraException
+
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags) or GlobalHydra.instance().is_initialized():
+        return
+    parser = OverridesParser.create()
+    parsed = {}
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        try:
+            parsed[arg] = parser.parse_override(arg)
+        except HydraException as err:
+            raise ConfigError(f"invalid config: {arg!r} cannot be parsed ({_one_line(err).split(' See ')[0]}); "
+                              "accepted: key=value, +key=value (a new key), ~key (delete) in hydra's override "
+                              "grammar; quote values with special characters") from None
+    sweeps = [arg for arg, o in parsed.items() if o.is_sweep_override()]
+    if sweeps:
+        if not flags:
+            raise ConfigError(f"invalid config: {sweeps[0]} is a sweep; accepted: one value, or the sweep with -m "
+                              "(--multirun)")
+        return
+    overrides = with_user_searchpath([a for a in argv if not a.startswith("-")])
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            compose("config", overrides=overrides)
+    except ConfigCompositionException as err:
+        message = _one_line(err)
+        for arg, o in parsed.items():
+            key = o.key_or_group
+            if message.startswith(f"Could not override '{key}'"):
+                parent, _, leaf = key.rpartition(".")
+                known = _keys_at(parent, [a for a, p in parsed.items()
+                                          if p.key_or_group in ("task", "train") or "/" in p.key_or_group
+                                          or p.key_or_group.startswith("hydra.")])
+                hint = ""
+                if parent == "train":  # TrainConfig keys that this train yaml leaves out need a '+'
+                    known = sorted(f.name for f in dataclasses.fields(TrainConfig))
+                    hint = " (a key the train yaml does not set needs a +)"
+                elif parent.split(".")[0] in ("task", "hydra"):
+                    hint = f" (+{key}=... adds a new one)"
+                listing = f": {', '.join(known)}" if known else ""
+                raise ConfigError(f"invalid config: {key}={o.value()!r} (no such key); accepted: an existing key"
+                                  f"{did_you_mean(leaf, known)}{listing}{hint}") from None
+        raise ConfigError(f"invalid config: {' '.join(parsed)}: {message}; accepted: key=value for an existing "
+                          "key, +key=value for a new one, ++key=value for either") from None
+    except HydraException as err:
+        raise ConfigError(f"invalid config: {' '.join(parsed)}: {_one_line(err)}; accepted: see the message "
+                          "(config groups: README, Adding your own task)") from None
+
+
+def _keys_at(parent: str, group_overrides: List[str]) -> List[str]:
+    """Keys of the config node ``parent`` ('' = top level) after the group choices in ``group_overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=with_user_searchpath(group_overrides))
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # only for the message
+        return []
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def known_top_level_keys() -> List[str]:
+    """Top-level keys of ``cfg/config.yaml`` plus its config groups (``task``, ``train``)."""
+    raw = OmegaConf.load(config_dir() / "config.yaml")
+    keys = {str(k) for k in raw.keys() if k not in ("defaults", "hydra")}
+    for entry in raw.get("defaults", []):
+        if isinstance(entry, DictConfig):
+            keys |= {str(k) for k in entry.keys() if not str(k).startswith("override ") and "/" not in str(k)}
+    return sorted(keys)
+
+
+def _check_resolvable(cfg: DictConfig) -> Dict[str, Any]:
+    """``cfg`` resolved to plain containers; an interpolation that does not resolve is a :class:`ConfigError`."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raw: Any = OmegaConf.to_container(cfg, resolve=False)
+        for part in str(key).split("."):
+            raw = raw.get(part, "?") if isinstance(raw, dict) else "?"
+        raise ConfigError(f"invalid config: {key}={raw!r} does not resolve ({_one_line(getattr(err, 'msg', '') or err).split(' full_key:')[0]}); "
+                          "accepted: a value, or an interpolation ${...} of an existing key") from None
 
 
 def _int_key(cfg: DictConfig, key: str, value: Any) -> int:
@@ -105,12 +216,24 @@ def _int_key(cfg: DictConfig, key: str, value: Any) -> int:
     return value
 
 
-def run(cfg: DictConfig) -> Dict[str, Any]:
+def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[str, Any]:
     """Train, resume or play according to ``cfg``; returns a summary dict (for tests and scripts).
+
+    ``trainer_cls``: called with :class:`~meow_isaac.trainer.Trainer`'s arguments to build the trainer (a
+    subclass, e.g. ``benchmarks/bench_train.py``'s timed one); default :class:`~meow_isaac.trainer.Trainer`.
+
+    Every check runs before anything is written: an invalid config leaves no run folder behind.
 
     Raises:
         ConfigError: any invalid value (caught by :func:`main`: one line, exit 2).
     """
+    check_known_keys(_check_resolvable(cfg), known_top_level_keys(), "top-level")
+    check_int("max_iterations", cfg.max_iterations, default_ok=True)
+    check_int("num_envs", cfg.num_envs, default_ok=True)
+    for key in ("test", "headless", "torch_deterministic", "progress_bar", "capture_video", "reference_compat",
+                "wandb_activate"):
+        if key in cfg:
+            check_bool(key, cfg[key])
     train_dict = OmegaConf.to_container(cfg.train, resolve=True)
     task_dict = OmegaConf.to_container(cfg.task, resolve=True)
     tcfg = TrainConfig.from_mapping(train_dict)
@@ -135,11 +258,17 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if export and export not in FORMATS:
         raise ConfigError(f"invalid config: export={export!r}; accepted: {', '.join(FORMATS)}")
     if export and not checkpoint:
-        raise ConfigError(f"invalid config: export={export} needs checkpoint=<path to a .pth>")
+        raise ConfigError(f"invalid config: export={export!r} with checkpoint=''; accepted: export with "
+                          "checkpoint=<path to a .pth>, or export=''")
     if cfg.test and not checkpoint:
-        raise ConfigError("invalid config: test=True needs checkpoint=<path to a .pth>")
+        raise ConfigError("invalid config: test=True with checkpoint=''; accepted: test=True with "
+                          "checkpoint=<path to a .pth>, or test=False")
     if checkpoint and not Path(checkpoint).is_file():
         raise ConfigError(f"invalid config: checkpoint={checkpoint!r}; accepted: an existing checkpoint file")
+    checkpoint_error = check_checkpoint_error(cfg.get("checkpoint_error", "warn"))
+    video_freq = check_int("capture_video_freq", cfg.capture_video_freq) if cfg.capture_video else 0
+    video_len = check_int("capture_video_len", cfg.capture_video_len) if cfg.capture_video else 0
+    check_distributed_env(os.environ, device)
     sim = resolve_sim(str(cfg.sim), task_dict)
 
     torch.set_num_threads(torch_threads)
@@ -158,8 +287,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if dist_info.enabled:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
+    meta = checkpoint_meta(tcfg.algo, task_dict["name"], probe.obs_dim, probe.action_dim)
     if export:
-        _load_agent(agent, checkpoint, device, tcfg.algo)
+        _load_agent(agent, checkpoint, device, meta)
         probe.close()
         suffix = ".onnx" if export == "onnx" else ".pt"
         path = export_policy(agent.deterministic_actor(), agent.normalizer, probe.obs_dim,
@@ -167,7 +297,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         print(f"[meow-isaac] exported the deterministic policy (normaliser included) to {path}")
         return {"export_path": str(path)}
     if cfg.test:
-        _load_agent(agent, checkpoint, device, tcfg.algo)
+        _load_agent(agent, checkpoint, device, meta)
         returns = evaluate(agent, probe)
         if cfg.capture_video:
             from meow_isaac.video import can_render, record_episode
@@ -197,6 +327,13 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["git_revision"] = git_revision()
     resolved["world_size"] = dist_info.world_size
+    # The replay buffer is allocated (MemoryError: exit 2) before the run folder is created.
+    trainer = trainer_cls(probe, lambda: make_env(tcfg.eval_envs, cfg.seed + 10_000), agent, tcfg, run_dir,
+                          None, tcfg.name, device,
+                          config_dict=resolved, show_progress=bool(cfg.progress_bar), is_main=dist_info.is_main)
+    trainer.checkpoint_error = checkpoint_error
+    if checkpoint:  # validated and loaded before anything is written: a wrong checkpoint leaves its folder as it was
+        trainer.load(Path(checkpoint))
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
@@ -204,23 +341,19 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.wandb_activate and dist_info.is_main:
         wandb_cfg = {"project": cfg.wandb_project, "entity": cfg.wandb_entity, "group": cfg.wandb_group,
                      "name": cfg.wandb_name, "tags": list(cfg.wandb_tags), "config": resolved}
-    trainer = Trainer(probe, lambda: make_env(tcfg.eval_envs, cfg.seed + 10_000), agent, tcfg, run_dir,
-                      Logger(run_dir, wandb_cfg) if dist_info.is_main else None, tcfg.name, device,
-                      config_dict=resolved, show_progress=bool(cfg.progress_bar), is_main=dist_info.is_main)
+    trainer.logger = Logger(run_dir, wandb_cfg) if dist_info.is_main else None
     print(f"[meow-isaac] {'rank ' + str(dist_info.rank) + '/' + str(dist_info.world_size) + ': ' if dist_info.enabled else ''}"
           f"{task_dict['name']} on {sim}: {num_envs} envs, obs {probe.obs_dim}, action "
           f"{probe.action_dim}, device {device}, torch threads {torch_threads}, sim threads {sim_threads}; "
           f"replay {trainer.replay.nbytes / 2**20:.1f} MiB ({num_envs} x {tcfg.replay_size_per_env} slots); "
           f"run folder {run_dir}")
     if checkpoint:
-        trainer.load(Path(checkpoint))
         print(f"[meow-isaac] resumed from {checkpoint} at iteration {trainer.iteration} ({trainer.frames} frames)")
         if trainer.replay.num_adds == 0:
             print(f"[meow-isaac] the checkpoint holds no replay buffer (train.save_replay=False): updates resume "
                   f"after {tcfg.learning_starts} vectorised steps refill it")
     if cfg.capture_video:
-        trainer.video_freq = _int_key(cfg, "capture_video_freq", cfg.capture_video_freq)
-        trainer.video_len = _int_key(cfg, "capture_video_len", cfg.capture_video_len)
+        trainer.video_freq, trainer.video_len = video_freq, video_len
     previous = _install_stop_handlers(trainer)
     try:
         scalars = trainer.train()
@@ -243,17 +376,16 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
             "scalars": scalars}
 
 
-def _load_agent(agent: Any, checkpoint: str, device: torch.device, algo: str) -> None:
-    """Load a checkpoint's networks into ``agent`` (test / export).
+def _load_agent(agent: Any, checkpoint: str, device: torch.device, meta: Dict[str, Any]) -> None:
+    """Load a checkpoint's networks into ``agent`` (test / export), after checking it against ``meta``
+    (:func:`~meow_isaac.checkpoint.checkpoint_meta` of this run) and the agent's keys and shapes.
 
     Raises:
-        ConfigError: the checkpoint was trained with another ``train.algo`` (e.g. SAC without ``train=<Task>SAC``).
+        CheckpointError: (a :class:`ConfigError`) unreadable, untrusted or incompatible checkpoint, e.g. trained with
+            another ``train.algo`` (SAC without ``train=<Task>SAC``), another task, or a newer format.
     """
     state = load_checkpoint(checkpoint, map_location=device)
-    trained = (state.get("config") or {}).get("train", {}).get("algo", algo)
-    if trained != algo:
-        raise ConfigError(f"invalid config: train.algo={algo!r}; accepted: {trained!r}, the algorithm of "
-                          f"checkpoint={checkpoint} (select its train config, e.g. train=<Task>{trained.upper()})")
+    check_compatible(state, checkpoint, meta, agent.state_dict())
     agent.load_state_dict(state["agent"])
 
 
@@ -265,9 +397,14 @@ def write_task_artifacts(env: Any, agent: Any, out_dir: Path) -> list:
 
 
 def find_latest_checkpoint(experiment: str, name: str, root: Path = Path("runs")) -> str:
-    """Newest ``nn/*.pth`` (not ``*_best.pth``) of ``runs/<experiment>`` (or of ``runs/<name>_*``); '' if none."""
+    """Newest ``nn/*.pth`` (not ``*_best.pth``) of ``runs/<experiment>`` (or of ``runs/<name>_*``); '' if none.
+
+    Temp files of a write that was killed (``<name>.pth.<random>.tmp``) never match; the next save of that
+    checkpoint removes them (:func:`~meow_isaac.checkpoint.save_checkpoint`). Empty files are skipped.
+    """
     folders = [root / experiment] if experiment else sorted(root.glob(f"{name}_*"))
-    found = [p for folder in folders for p in (folder / "nn").glob("*.pth") if not p.stem.endswith("_best")]
+    found = [p for folder in folders for p in (folder / "nn").glob("*.pth")
+             if not p.stem.endswith("_best") and p.is_file() and p.stat().st_size > 0]
     return str(max(found, key=lambda p: p.stat().st_mtime)) if found else ""
 
 
@@ -336,11 +473,16 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> Optional[Dict[str, Any]]:
+    from meow_isaac.agents.base import NonFiniteUpdatesError
+
     try:
         result = run(cfg)
     except (ConfigError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
+    except (NonFiniteUpdatesError, CheckpointWriteError) as err:  # exit 4 (last good state saved) / 5 (write failed)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     if result.get("preempted"):
         sys.exit(EXIT_PREEMPTED)
     return result

@@ -6,17 +6,22 @@ Tensors stay on the training device from simulator to update. The only host read
 
 from __future__ import annotations
 
+import copy
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import torch
 from tqdm import tqdm
 
-from meow_isaac.agents.base import Agent
-from meow_isaac.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from meow_isaac.agents.base import Agent, NonFiniteUpdatesError
+from meow_isaac.checkpoint import (FORMAT_VERSION, CheckpointError, CheckpointWriteError, check_compatible,
+                                   checkpoint_meta, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from meow_isaac.config import TrainConfig
 from meow_isaac.envs.contract import StepOut, VecEnv
+from meow_isaac.envs.guard import NonFiniteGuard
 from meow_isaac.logger import Logger
 from meow_isaac.replay import ReplayBuffer
 
@@ -28,10 +33,13 @@ class EpisodeStats:
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # return, length, count
 
     def record(self, out: StepOut) -> None:
-        """Add the episodes that ended (and are valid) in ``out``."""
-        ended = (out.done & out.valid).to(torch.float64)
-        self.sums += torch.stack(((out.episode_return * ended).sum(), (out.episode_length * ended).sum(),
-                                  ended.sum()))
+        """Add the episodes that ended (and are valid) in ``out``; an episode whose return is not finite (a
+        simulator fault inside it) is left out."""
+        ended = out.done & out.valid & torch.isfinite(out.episode_return)
+        ret = torch.where(ended, out.episode_return, torch.zeros_like(out.episode_return))
+        length = torch.where(ended, out.episode_length, torch.zeros_like(out.episode_length))
+        self.sums += torch.stack((ret.sum().to(torch.float64), length.sum().to(torch.float64),
+                                  ended.sum().to(torch.float64)))
 
     def pop(self) -> Optional[Dict[str, float]]:
         """Means since the last pop (one host read), or None if no episode ended."""
@@ -104,8 +112,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> Dict[str, float]:
-        """Run until ``cfg.max_iterations`` vectorised steps; returns the last logged scalars."""
-        cfg, env, agent = self.cfg, self.env, self.agent
+        """Run until ``cfg.max_iterations`` vectorised steps; returns the last logged scalars.
+
+        The env is stepped through a :class:`~meow_isaac.envs.guard.NonFiniteGuard` (``self.guard``): NaN/Inf
+        rows are dropped, their envs reset, and counted. Updates with a non-finite loss or gradient are skipped
+        by the agent; at a log interval where ``cfg.max_bad_updates`` consecutive updates were skipped, the
+        (untouched, last good) state is saved as the 'last' checkpoint and the run stops.
+
+        Raises:
+            NonFiniteUpdatesError: ``cfg.max_bad_updates`` consecutive updates were skipped.
+        """
+        cfg, agent = self.cfg, self.agent
+        if getattr(self, "guard", None) is None:
+            self.guard = NonFiniteGuard(self.env)
+        env = self.guard
         obs = env.reset().to(self.device)
         agent.normalizer.update(obs)
         scalars: Dict[str, float] = {}
@@ -113,32 +133,40 @@ class Trainer:
                    disable=not self.show_progress, desc=self.name, mininterval=1.0)
         start, start_frames = time.perf_counter(), self.frames
         self._timers = {"env": 0.0, "update": 0.0}
+        pool = self._overlap_pool()
         while self.iteration < cfg.max_iterations and not self.stop_requested:
-            t0 = time.perf_counter()
             if self.iteration < cfg.random_steps:
                 action = torch.rand(env.num_envs, env.action_dim, device=self.device) * 2.0 - 1.0
             else:
                 action = agent.act(obs)
-            out = env.step(action)
-            t1 = time.perf_counter()
+            # After a resume without the saved replay, updates wait until the buffer is refilled as much.
+            overlapped = pool is not None and self.replay.num_adds >= max(1, cfg.learning_starts)
+            if overlapped:  # physics on the worker thread while the update runs here
+                future = pool.submit(self._timed_step, env, action)
+                self._run_updates()
+                out = future.result()
+            else:
+                out = self._timed_step(env, action)
             self.replay.add(obs, action, out.reward, out.final_obs, out.terminated, out.valid)
             agent.normalizer.update(out.obs)
             self.stats.record(out)
             obs = out.obs
             self.iteration += 1
-            # After a resume without the saved replay, updates wait until the buffer is refilled as much.
-            if self.replay.num_adds >= max(1, cfg.learning_starts):
-                for _ in range(cfg.updates_per_step):
-                    self._accumulate(agent.update(self.replay.sample(cfg.batch_size)))
-                self.updates += cfg.updates_per_step
-            t2 = time.perf_counter()
-            self._timers["env"] += t1 - t0
-            self._timers["update"] += t2 - t1
+            if pool is None and self.replay.num_adds >= max(1, cfg.learning_starts):
+                self._run_updates()
             bar.update(1)
             if self.iteration % cfg.log_interval == 0:
                 scalars = self._log(start, start_frames)
                 bar.set_postfix(frames=self.frames, fps=int(scalars["performance/total_fps"]),
                                 ret=f"{scalars.get('episode/return', float('nan')):.1f}")
+                if scalars.get("faults/max_consecutive_skipped", 0) >= cfg.max_bad_updates:
+                    bar.close()
+                    path = self.save(self.checkpoint_path("last"))
+                    raise NonFiniteUpdatesError(
+                        f"training stopped at iteration {self.iteration}: "
+                        f"{int(scalars['faults/max_consecutive_skipped'])} consecutive updates had a non-finite "
+                        f"loss or gradient and were skipped (train.max_bad_updates={cfg.max_bad_updates}); "
+                        f"the last good state was saved to {path}")
             if cfg.eval_interval and self.iteration % cfg.eval_interval == 0:
                 self.evaluate_and_save_best()
             if self.video_freq and self.iteration % self.video_freq == 0:
@@ -146,15 +174,54 @@ class Trainer:
             if self.iteration % cfg.save_interval == 0:
                 self.save(self.checkpoint_path("last"))
         bar.close()
+        if pool is not None:
+            pool.shutdown()
         if not self.stop_requested and self._last_eval_iteration != self.iteration:
             self.evaluate_and_save_best()
         self.save(self.checkpoint_path("last"))
         return scalars
 
     # ------------------------------------------------------------------ pieces
+    def _overlap_pool(self) -> Optional[ThreadPoolExecutor]:
+        """A one-thread pool that steps the simulator during the update (``train.overlap_env``), or None.
+
+        Only where both the env and the training device are the CPU (the embedded MuJoCo backend): its physics
+        runs in MuJoCo's C threads and its torch ops release the GIL, so stepping and updating overlap on the
+        cores; on CUDA the simulator and the update are already asynchronous kernels on the device. The update
+        of an iteration then samples the replay buffer before that iteration's transitions are added (the
+        sequential loop adds them first); acting is unchanged (the action is chosen before either).
+        """
+        env_device = torch.device(getattr(self.env, "device", "cpu"))
+        if not self.cfg.overlap_env or env_device.type != "cpu" or self.device.type != "cpu":
+            return None
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="meow-isaac-env")
+
+    def _timed_step(self, env: Any, action: torch.Tensor) -> StepOut:
+        t0 = time.perf_counter()
+        out = env.step(action)
+        self._timers["env"] += time.perf_counter() - t0
+        return out
+
+    def _run_updates(self) -> None:
+        """``cfg.updates_per_step`` updates on minibatches from the replay buffer (no host reads)."""
+        t0 = time.perf_counter()
+        for _ in range(self.cfg.updates_per_step):
+            self._accumulate(self.agent.update(self.replay.sample(self.cfg.batch_size)))
+        self.updates += self.cfg.updates_per_step
+        self._timers["update"] += time.perf_counter() - t0
+
     def _accumulate(self, metrics: Dict[str, torch.Tensor]) -> None:
+        """Add one update's metrics to the device sums. With ``faults/update_skipped`` (1.0: skipped), the other
+        metrics are summed over applied updates only (a skipped update's NaN loss does not hide the others)."""
+        skipped = metrics.get("faults/update_skipped")
+        applied = None if skipped is None else skipped == 0
         for key, value in metrics.items():
+            if applied is not None and key != "faults/update_skipped":
+                value = torch.where(applied, value, torch.zeros_like(value))
             self._metric_sums[key] = self._metric_sums.get(key, 0) + value
+        if applied is not None:
+            # internal key: applied updates since the last log (popped by _log)
+            self._metric_sums["_applied"] = self._metric_sums.get("_applied", 0) + applied.to(torch.float32)
         self._metric_count += 1
 
     def _log(self, start: float, start_frames: int) -> Dict[str, float]:
@@ -170,10 +237,27 @@ class Trainer:
         episodes = self.stats.pop()
         if episodes:
             scalars.update(episodes)
+        # One host read for the update metrics and the fault counters.
+        names = sorted(self._metric_sums) if self._metric_count else []
+        faults = {"faults/nonfinite_env_steps": getattr(getattr(self, "guard", None), "nonfinite_env_steps", None)}
+        agent_faults = getattr(self.agent, "faults", None)
+        if agent_faults is not None:
+            faults.update({"faults/skipped_updates": agent_faults.skipped,
+                           "faults/max_consecutive_skipped": agent_faults.peak})
+        faults = {k: v for k, v in faults.items() if isinstance(v, torch.Tensor)}
+        tensors = [self._metric_sums[k] for k in names] + list(faults.values())
+        values = (torch.stack([t.to(self.device, torch.float64) for t in tensors]).tolist() if tensors else [])
+        scalars.update(zip(faults, values[len(names):]))
+        if agent_faults is not None:
+            agent_faults.reset_peak()
         if self._metric_count:
-            names = sorted(self._metric_sums)
-            values = torch.stack([self._metric_sums[k].float() for k in names]).tolist()
-            scalars.update({k: v / self._metric_count for k, v in zip(names, values)})
+            sums = dict(zip(names, values))
+            applied = sums.pop("_applied", float(self._metric_count))
+            for key, total in sums.items():
+                if key == "faults/update_skipped":
+                    scalars[key] = total / self._metric_count  # fraction of this interval's updates skipped
+                elif applied > 0:
+                    scalars[key] = total / applied
             self._metric_sums, self._metric_count = {}, 0
             self._timers["update"] = 0.0
         if self.logger is not None:
@@ -223,9 +307,19 @@ class Trainer:
         """``<run_dir>/nn/<name>.pth`` (last) or ``<run_dir>/nn/<name>_best.pth``."""
         return self.run_dir / "nn" / (f"{self.name}.pth" if kind == "last" else f"{self.name}_best.pth")
 
+    def run_meta(self) -> Dict[str, Any]:
+        """The checkpoint ``meta`` block of this run: ``algo``, ``task`` (from the run config; None without one),
+        ``obs_dim``, ``action_dim``."""
+        task = self.config_dict.get("task")
+        return checkpoint_meta(self.cfg.algo, task.get("name") if isinstance(task, dict) else None,
+                               self.env.obs_dim, self.env.action_dim)
+
     def state_dict(self) -> Dict[str, Any]:
-        """Everything needed to continue: nets, target, normaliser, optimizer, RNG states, counters, config."""
+        """Everything needed to continue: format version, meta, nets, target, normaliser, optimizer, RNG states,
+        counters, config; tensors and plain containers only (loadable with ``weights_only=True``)."""
         state: Dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "meta": self.run_meta(),
             "agent": self.agent.state_dict(),
             "optimizer": self.agent.optimizer_state_dict(),
             "counters": {"iteration": self.iteration, "updates": self.updates, "frames": self.frames,
@@ -241,25 +335,66 @@ class Trainer:
         return state
 
     def save(self, path: Path) -> Path:
-        """Atomically write :meth:`state_dict` to ``path`` (rank 0 only under torchrun)."""
-        return save_checkpoint(path, self.state_dict()) if self.is_main else path
+        """Atomically write :meth:`state_dict` to ``path`` (rank 0 only under torchrun).
+
+        A write that fails with an OS error (disk full, file too large, unwritable folder) leaves the previous
+        file at ``path`` intact and no temp file. ``self.checkpoint_error`` (config key ``checkpoint_error``)
+        decides what follows: ``'warn'`` (default) prints one line on stderr (path, OS error) and returns, and
+        training goes on; ``'stop'`` raises.
+
+        Raises:
+            CheckpointWriteError: the write failed and ``checkpoint_error='stop'``.
+        """
+        if not self.is_main:
+            return path
+        try:
+            return save_checkpoint(path, self.state_dict())
+        except OSError as err:
+            message = (f"could not write checkpoint {path} at iteration {self.iteration}: [Errno {err.errno}] "
+                       f"{err.strerror or err}; " + ("the previous checkpoint file is intact" if Path(path).is_file()
+                                                      else "no checkpoint file was written"))
+            if getattr(self, "checkpoint_error", "warn") == "stop":
+                raise CheckpointWriteError(f"{message}; stopped (checkpoint_error=stop)") from err
+            tqdm.write(f"[meow-isaac] error: {message}; training continues (checkpoint_error=warn)", file=sys.stderr)
+            return path
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (counters, nets, optimizer, RNG, replay if saved).
 
+        Everything is checked before anything is assigned (format, meta, state-dict keys and shapes, replay
+        shapes, counters, RNG states); the optimizer state is loaded last among the nets and rolled back with
+        them if it does not fit: on error the trainer is unchanged.
+
         Raises:
-            FileNotFoundError, ValueError: see :func:`~meow_isaac.checkpoint.load_checkpoint`.
+            FileNotFoundError: see :func:`~meow_isaac.checkpoint.load_checkpoint`.
+            CheckpointError: unreadable, untrusted or incompatible checkpoint (one line: expected vs found).
         """
         state = load_checkpoint(path, map_location=self.device)
-        self.agent.load_state_dict(state["agent"])
-        self.agent.load_optimizer_state_dict(state["optimizer"])
+        check_compatible(state, path, self.run_meta(), self.agent.state_dict(), self.replay.state_dict())
+        generator = getattr(self.env, "generator", None)
+        env_rng = state.get("env_rng") if isinstance(generator, torch.Generator) else None
+        if env_rng is not None and (not isinstance(env_rng, torch.Tensor) or env_rng.dtype != torch.uint8
+                                    or env_rng.shape != generator.get_state().shape):
+            raise CheckpointError(f"invalid config: checkpoint={str(path)!r}: env_rng: expected a tensor of shape "
+                                  f"{tuple(generator.get_state().shape)}, found {env_rng!r:.80}; accepted: a "
+                                  "checkpoint of the same task")
+        before = copy.deepcopy((self.agent.state_dict(), self.agent.optimizer_state_dict()))
+        try:
+            self.agent.load_state_dict(state["agent"])
+            self.agent.load_optimizer_state_dict(state["optimizer"])
+            _check_optimizer_shapes(self.agent)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            self.agent.load_state_dict(before[0])
+            self.agent.load_optimizer_state_dict(before[1])
+            raise CheckpointError(f"invalid config: checkpoint={str(path)!r}: optimizer state does not fit this "
+                                  f"model ({' '.join(str(err).split())[:200]}); accepted: a checkpoint of the same "
+                                  "algorithm, task and model as this run") from None
         counters = state["counters"]
         self.iteration, self.updates = int(counters["iteration"]), int(counters["updates"])
         self.best_return = float(counters["best_return"])
         set_rng_state(state["rng"])
-        generator = getattr(self.env, "generator", None)
-        if "env_rng" in state and isinstance(generator, torch.Generator):
-            generator.set_state(state["env_rng"])
+        if env_rng is not None:
+            generator.set_state(env_rng.cpu())
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
 
@@ -270,3 +405,20 @@ class Trainer:
                 env.close()
         if self.logger is not None:
             self.logger.close()
+
+
+def _check_optimizer_shapes(agent: Any) -> None:
+    """Every optimizer state tensor (Adam moments) of ``agent`` has its parameter's shape.
+
+    Raises:
+        ValueError: the first one that does not.
+    """
+    for name, opt in vars(agent).items():
+        if not isinstance(opt, torch.optim.Optimizer):
+            continue
+        for group in opt.param_groups:
+            for i, param in enumerate(group["params"]):
+                for key, value in opt.state.get(param, {}).items():
+                    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                        raise ValueError(f"{name} parameter {i} {key}: expected shape {tuple(param.shape)}, "
+                                         f"found {tuple(value.shape)}")

@@ -22,7 +22,7 @@ def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) ->
         return MEowAgent(obs_dim, action_dim, device, alpha=cfg.alpha, tau=cfg.tau, gamma=cfg.gamma,
                          learning_rate=cfg.learning_rate, grad_norm=cfg.grad_norm, sigma_max=cfg.sigma_max,
                          sigma_min=cfg.sigma_min, normalize_input=cfg.normalize_input, two_pass=cfg.two_pass,
-                         dropout=cfg.dropout)
+                         dropout=cfg.dropout, compile=cfg.compile, amp=cfg.amp)
     if cfg.algo == "sac":
         from meow_isaac.agents.sac import SACAgent
 

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import nn
 
+from meow_isaac.agents.base import UpdateFaults, adam_step_if_finite, polyak_if_finite, update_is_finite
+from meow_isaac.compile import Compiled, autocast, resolve_compile
 from meow_isaac.distributed import all_reduce_gradients
 from meow_isaac.flows import EBFlowPolicy
 from meow_isaac.normalization import RunningObsNormalizer
@@ -79,15 +81,19 @@ class MEowAgent(nn.Module):
         grad_norm: max gradient norm (clip); sigma_max/sigma_min: flow prior bounds;
         normalize_input: use the running observation normaliser; two_pass: reference formulation (see
         :func:`meow_loss`); dropout: coupling dropout.
+        compile: ``auto`` | ``True`` | ``False`` (``train.compile``, :mod:`meow_isaac.compile`): compile the loss
+            (forward and backward) and the acting path; ``auto`` = only on CUDA (CUDA graphs).
+        amp: ``none`` | ``bf16``: bf16 autocast of the loss (parameters, Adam and the target stay float32).
 
     Raises:
-        ValueError: non-positive alpha/learning_rate/grad_norm or tau/gamma outside ``[0, 1]``.
+        ValueError: non-positive alpha/learning_rate/grad_norm, tau/gamma outside ``[0, 1]``, or an unknown
+            compile/amp value.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, device: torch.device, alpha: float = 0.2,
                  tau: float = 0.005, gamma: float = 0.99, learning_rate: float = 1e-3, grad_norm: float = 30.0,
                  sigma_max: float = -0.3, sigma_min: float = -5.0, normalize_input: bool = False,
-                 two_pass: bool = False, dropout: float = 0.1) -> None:
+                 two_pass: bool = False, dropout: float = 0.1, compile: Any = "auto", amp: str = "none") -> None:
         super().__init__()
         for key, value in (("alpha", alpha), ("learning_rate", learning_rate), ("grad_norm", grad_norm)):
             if not value > 0:
@@ -104,6 +110,15 @@ class MEowAgent(nn.Module):
         self._params = list(self.policy.parameters())
         self._target_params = list(self.target.parameters())
         self.optimizer = make_adam(self._params, learning_rate)
+        self.faults = UpdateFaults(device)
+        self.device, self.amp = torch.device(device), str(amp)
+        autocast(self.amp, self.device)  # validates amp
+        self.compiled = resolve_compile(compile, self.device)
+        self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss") if self.compiled else meow_loss
+        self._act_fn = Compiled(self._act, self.device, "the acting path") if self.compiled else self._act
+
+    def _act(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        return self.policy(self.normalizer(obs), z0)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
@@ -113,29 +128,39 @@ class MEowAgent(nn.Module):
         """
         was_training = self.policy.training
         self.policy.eval()
-        action = self.policy.sample(self.normalizer(obs), deterministic=deterministic)
+        shape = (obs.shape[0], self.policy.action_dim)
+        z0 = torch.zeros(shape, device=obs.device) if deterministic else torch.randn(shape, device=obs.device)
+        action = self._act_fn(obs, z0)
         self.policy.train(was_training)
         return action
 
     def update(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """One gradient step on a raw-observation minibatch, then the Polyak update. No host sync.
 
+        If the loss or the gradient norm is non-finite, the update is skipped: parameters, Adam state (step
+        counter included) and target stay bit-identical (device-side flag, no host read), and
+        :attr:`faults` counts it.
+
         Returns detached 0-dim metric tensors keyed by TensorBoard name (``losses/loss``, ``losses/grad_norm``,
-        ``values/q``, ``values/target_v``, ``values/target_y``).
+        ``values/q``, ``values/target_v``, ``values/target_y``, ``faults/update_skipped``).
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
         self.policy.train()
-        loss, metrics = meow_loss(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
+        with autocast(self.amp, self.device):
+            loss, metrics = self._loss_fn(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
+        loss = loss.float()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.world_size > 1:
             all_reduce_gradients(self._params, self.world_size)
         grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_norm, foreach=True)
-        self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._params, self.tau)
+        finite = update_is_finite(loss, grad_norm, self.world_size)
+        adam_step_if_finite(self.optimizer, finite)
+        polyak_if_finite(self._target_params, self._params, self.tau, finite)
+        self.faults.record(finite)
         metrics["losses/loss"] = loss.detach()
         metrics["losses/grad_norm"] = grad_norm.detach()
+        metrics["faults/update_skipped"] = (~finite).to(torch.float32)
         return metrics
 
     def optimizer_state_dict(self) -> Dict[str, Any]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from meow_isaac.agents.base import UpdateFaults, adam_step_if_finite, polyak_if_finite, update_is_finite
 from meow_isaac.agents.meow import make_adam
 from meow_isaac.distributed import all_reduce_gradients
 from meow_isaac.normalization import RunningObsNormalizer
@@ -200,6 +201,7 @@ class SACAgent(nn.Module):
         self.actor_optimizer = make_adam(self._actor_params, actor_lr)
         self.critic_optimizer = make_adam(self._critic_params, critic_lr)
         self.alpha_optimizer = make_adam([self.log_alpha], alpha_lr) if self.learnable_temperature else None
+        self.faults = UpdateFaults(device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
@@ -207,15 +209,23 @@ class SACAgent(nn.Module):
         return self.actor.sample(self.normalizer(obs), deterministic=deterministic)[0]
 
     def _step(self, loss: torch.Tensor, params: List[nn.Parameter], optimizer: torch.optim.Optimizer,
-              clip: bool) -> torch.Tensor:
-        """Backward into ``params`` only, all-reduce, clip, Adam step; returns the grad norm (0 if not clipped)."""
+              clip: bool, gate: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Backward into ``params`` only, all-reduce, clip, Adam step. The step is skipped (params and Adam state
+        bit-identical) unless the loss and gradient norm are finite and ``gate`` (0-dim bool) is True.
+
+        Returns ``(grad norm (0 if not clipped), applied (0-dim bool))``.
+        """
         optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
         if self.world_size > 1:
             all_reduce_gradients(params, self.world_size)
-        norm = nn.utils.clip_grad_norm_(params, self.grad_norm, foreach=True) if clip else loss.new_zeros(())
-        optimizer.step()
-        return norm
+        # max_norm inf: the norm only (grads are multiplied by exactly 1).
+        norm = nn.utils.clip_grad_norm_(params, self.grad_norm if clip else math.inf, foreach=True)
+        applied = update_is_finite(loss, norm, self.world_size)
+        if gate is not None:
+            applied = applied & gate
+        adam_step_if_finite(optimizer, applied)
+        return (norm if clip else loss.new_zeros(())), applied
 
     def update(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """Critic step, actor step, temperature step, Polyak update (CleanRL order). No host sync.
@@ -223,24 +233,30 @@ class SACAgent(nn.Module):
         Returns detached 0-dim metric tensors keyed by TensorBoard name: ``losses/critic_loss``,
         ``losses/actor_loss``, ``losses/alpha_loss`` (learnable temperature only), ``losses/critic_grad_norm``,
         ``losses/actor_grad_norm``, ``values/q``, ``values/target_y``, ``values/alpha``, ``values/entropy``
-        (``-mean log pi`` of the actor step).
+        (``-mean log pi`` of the actor step), ``faults/update_skipped``.
+
+        Non-finite losses or gradients: each step is skipped when its own loss / gradient norm is non-finite or
+        an earlier step of this update was skipped, and the Polyak update when any step was; the update then
+        counts as skipped (:attr:`faults`). A non-finite batch (or critic) thus skips the whole update; only a
+        fault that first appears in the actor or temperature step leaves the critic step of that update applied.
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
         alpha = self.log_alpha.detach().exp()
         critic_loss, metrics = sac_critic_loss(self.critic, self.critic_target, self.actor, batch, alpha,
                                                self.gamma)
-        critic_norm = self._step(critic_loss, self._critic_params, self.critic_optimizer, True)
+        critic_norm, applied = self._step(critic_loss, self._critic_params, self.critic_optimizer, True)
         actor_loss, log_prob = sac_actor_loss(self.actor, self.critic, batch.obs, alpha)
-        actor_norm = self._step(actor_loss, self._actor_params, self.actor_optimizer, True)
+        actor_norm, applied = self._step(actor_loss, self._actor_params, self.actor_optimizer, True, applied)
         if self.alpha_optimizer is not None:
             alpha_loss = sac_alpha_loss(self.log_alpha, log_prob, self.target_entropy)
-            self._step(alpha_loss, [self.log_alpha], self.alpha_optimizer, False)
+            _, applied = self._step(alpha_loss, [self.log_alpha], self.alpha_optimizer, False, applied)
             metrics["losses/alpha_loss"] = alpha_loss.detach()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, self.tau)
+        polyak_if_finite(self._target_params, self._critic_params, self.tau, applied)
+        self.faults.record(applied)
         metrics.update({"losses/critic_loss": critic_loss.detach(), "losses/actor_loss": actor_loss.detach(),
                         "losses/critic_grad_norm": critic_norm.detach(), "losses/actor_grad_norm": actor_norm.detach(),
-                        "values/alpha": alpha, "values/entropy": -log_prob.mean()})
+                        "values/alpha": alpha, "values/entropy": -log_prob.mean(),
+                        "faults/update_skipped": (~applied).to(torch.float32)})
         return metrics
 
     def optimizer_state_dict(self) -> Dict[str, Any]:

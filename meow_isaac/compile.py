@@ -1,0 +1,89 @@
+"""``torch.compile`` for the update and the acting path, with a switch and an eager fallback.
+
+``train.compile``: ``auto`` compiles on CUDA (``mode="reduce-overhead"``: CUDA graphs, the technique of FastTD3
+and LeanRL) and stays eager on CPU, ``True`` compiles on any device (CPU: inductor's C++ code, no CUDA graphs),
+``False`` never compiles. ``train.amp``: ``none`` or ``bf16`` (``torch.autocast`` around the loss).
+
+On this project's 2-core CPU the compiled loss is faster than eager once warm (``benchmarks/bench_update.py``)
+but compiling takes about 20 s per process, which short CPU runs and the test suite would pay again and again;
+hence ``auto`` leaves CPU runs eager and long CPU runs can opt in with ``train.compile=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Callable, ContextManager, Optional, TypeVar, Union
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+COMPILE_CHOICES = ("auto", "True", "False")
+AMP_CHOICES = ("none", "bf16")
+
+
+def resolve_compile(setting: Union[str, bool], device: torch.device) -> bool:
+    """Whether to compile for ``train.compile=setting`` on ``device`` (``auto``: only on CUDA).
+
+    Raises:
+        ValueError: ``setting`` is not one of ``auto``, ``True``, ``False`` (bool or string).
+    """
+    text = str(setting)
+    if text not in COMPILE_CHOICES and text.lower() not in ("true", "false"):
+        raise ValueError(f"train.compile={setting!r} is invalid; accepted: auto, True, False")
+    if text == "auto":
+        return torch.device(device).type == "cuda"
+    return text.lower() == "true"
+
+
+def autocast(amp: str, device: torch.device) -> ContextManager[Any]:
+    """``torch.autocast(device.type, torch.bfloat16)`` for ``amp="bf16"``, a no-op context for ``"none"``.
+
+    Raises:
+        ValueError: ``amp`` is not ``none`` or ``bf16``.
+    """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"train.amp={amp!r} is invalid; accepted: {', '.join(AMP_CHOICES)}")
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+class Compiled:
+    """``fn`` compiled with ``torch.compile`` on first call; if compiling fails (no C++ compiler, an unsupported
+    op), one warning line on stderr and ``fn`` runs eagerly from then on, so a missing toolchain never stops a run.
+
+    On CUDA the mode is ``reduce-overhead`` (CUDA graphs) and every call first marks a new graph step
+    (``torch.compiler.cudagraph_mark_step_begin``), so outputs of the previous call may be overwritten: callers
+    consume them before the next call (the trainer adds the metrics into its own device sums at once).
+
+    Args:
+        fn: the function to compile. device: where it runs (picks the mode). name: for the warning.
+    """
+
+    def __init__(self, fn: Callable[..., Any], device: torch.device, name: str) -> None:
+        self.fn, self.name = fn, name
+        self.cuda = torch.device(device).type == "cuda"
+        self.compiled: Optional[Callable[..., Any]] = torch.compile(
+            fn, mode="reduce-overhead" if self.cuda else None, dynamic=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is None:
+            return self.fn(*args, **kwargs)
+        if self.cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        try:
+            return self.compiled(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager, once, loudly
+            if not _is_compile_failure(err):
+                raise
+            print(f"[meow-isaac] train.compile: compiling {self.name} failed ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0] if str(err) else ''}); running it eagerly", file=sys.stderr)
+            self.compiled = None
+            return self.fn(*args, **kwargs)
+
+
+def _is_compile_failure(err: BaseException) -> bool:
+    """True for errors raised by dynamo/inductor themselves (not by the user's code inside the function)."""
+    module = type(err).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or "CppCompileError" in type(err).__name__

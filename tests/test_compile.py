@@ -1,0 +1,108 @@
+"""train.compile / train.amp: the compiled update and acting path compute what the eager ones do; switches
+validate; a compiler failure falls back to eager with one warning line instead of stopping the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo.exc as dynamo_exc
+
+from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.compile import Compiled, autocast, resolve_compile
+from meow_isaac.config import ConfigError, TrainConfig
+from meow_isaac.replay import Batch
+
+CPU = torch.device("cpu")
+
+
+def _batch(seed: int, b: int = 64, obs_dim: int = 5, action_dim: int = 2) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(obs=torch.randn(b, obs_dim, generator=g), action=torch.rand(b, action_dim, generator=g) * 1.9 - 0.95,
+                 reward=torch.randn(b, generator=g), next_obs=torch.randn(b, obs_dim, generator=g),
+                 terminated=(torch.rand(b, generator=g) < 0.1).float())
+
+
+def _agent(**kwargs) -> MEowAgent:
+    torch.manual_seed(0)
+    return MEowAgent(5, 2, CPU, alpha=0.2, tau=0.1, dropout=0.0, **kwargs)
+
+
+def test_compiled_update_and_act_match_eager():
+    torch._dynamo.reset()
+    eager, compiled = _agent(compile=False), _agent(compile=True)
+    assert compiled.compiled and not eager.compiled
+    for step in range(3):
+        m_eager, m_comp = eager.update(_batch(step)), compiled.update(_batch(step))
+        torch.testing.assert_close(m_comp["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
+    for p_eager, p_comp in zip(eager.policy.parameters(), compiled.policy.parameters()):
+        torch.testing.assert_close(p_comp, p_eager, rtol=1e-4, atol=1e-5)
+    for p_eager, p_comp in zip(eager.target.parameters(), compiled.target.parameters()):
+        torch.testing.assert_close(p_comp, p_eager, rtol=1e-4, atol=1e-5)
+    obs = torch.randn(7, 5)
+    torch.testing.assert_close(compiled.act(obs, deterministic=True), eager.act(obs, deterministic=True),
+                               rtol=1e-4, atol=1e-5)
+    assert compiled.act(obs).shape == (7, 2)
+
+
+def test_bf16_autocast_loss_is_close_to_float32_and_trains():
+    fp32, bf16 = _agent(compile=False), _agent(compile=False, amp="bf16")
+    loss32 = fp32.update(_batch(0))["losses/loss"]
+    loss16 = bf16.update(_batch(0))["losses/loss"]
+    assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
+    assert abs(float(loss16) - float(loss32)) < 0.05 * abs(float(loss32)) + 1e-3
+    assert all(p.dtype == torch.float32 for p in bf16.policy.parameters())
+    changed = any(not torch.equal(a, b) for a, b in zip(fp32.policy.parameters(), bf16.policy.parameters()))
+    assert changed  # bf16 matmuls round differently: the two runs are not the same computation
+
+
+@pytest.mark.parametrize("setting,device,expected", [("auto", "cpu", False), ("auto", "cuda", True), (True, "cpu", True),
+                                                     ("True", "cpu", True), (False, "cuda", False), ("false", "cpu", False)])
+def test_resolve_compile(setting, device, expected):
+    assert resolve_compile(setting, torch.device(device)) is expected
+
+
+@pytest.mark.parametrize("key,value", [("compile", "sometimes"), ("amp", "fp16"), ("amp", "bfloat16")])
+def test_bad_compile_and_amp_values_name_key_and_choices(key, value):
+    with pytest.raises(ConfigError, match=f"train.{key}={value!r}; accepted: "):
+        TrainConfig.from_mapping({key: value})
+    with pytest.raises(ValueError, match=key):
+        _agent(**{key: value})
+    assert TrainConfig.from_mapping({"compile": True}).compile == "True"
+
+
+def test_autocast_context_is_bf16_only_when_asked():
+    with autocast("bf16", CPU):
+        assert (torch.randn(4, 4) @ torch.randn(4, 4)).dtype == torch.bfloat16
+    with autocast("none", CPU):
+        assert (torch.randn(4, 4) @ torch.randn(4, 4)).dtype == torch.float32
+
+
+def test_compiler_failure_falls_back_to_eager_once_with_a_warning(capsys):
+    calls = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return x * 2
+
+    wrapped = Compiled(fn, CPU, "the test function")
+
+    def broken(*args, **kwargs):
+        raise dynamo_exc.Unsupported("no C++ compiler in this test")
+
+    wrapped.compiled = broken
+    torch.testing.assert_close(wrapped(torch.ones(3)), torch.full((3,), 2.0))
+    torch.testing.assert_close(wrapped(torch.ones(2)), torch.full((2,), 2.0))
+    err = capsys.readouterr().err
+    assert err.count("compiling the test function failed") == 1 and "running it eagerly" in err
+    assert wrapped.compiled is None and len(calls) == 2
+
+
+def test_errors_of_the_function_itself_are_not_swallowed():
+    wrapped = Compiled(lambda x: x, CPU, "identity")
+
+    def user_error(*args, **kwargs):
+        raise KeyError("a bug in user code")
+
+    wrapped.compiled = user_error
+    with pytest.raises(KeyError):
+        wrapped(torch.ones(1))
