@@ -272,3 +272,21 @@ def test_entry_points_outside_the_allow_list_are_refused(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))  # the user's own code
     tasks.check_entry_point("team_mod:make")
     tasks.check_entry_point("tasks.gym_mujoco:Hopper")  # a registered builder's module
+
+
+def test_tensorboard_write_error_is_one_line_and_training_logs_go_on(tmp_path, capsys):
+    from meow_isaac.logger import Logger
+
+    logger = Logger(tmp_path)
+    logger.log({"a": 1.0}, 0)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    logger.writer.add_scalar = disk_full  # type: ignore[union-attr]
+    logger.log({"a": 2.0}, 1)
+    logger.log({"a": 3.0}, 2)  # TensorBoard is off now: no second error, no exception
+    logger.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: TensorBoard could not write to ") and "No space left" in err[0]
+    assert logger.writer is None
