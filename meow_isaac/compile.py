@@ -70,8 +70,9 @@ class Compiled:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is None:
             return self.fn(*args, **kwargs)
-        if self.cuda:
-            torch.compiler.cudagraph_mark_step_begin()
+        mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)  # torch >= 2.1
+        if self.cuda and mark_step is not None:
+            mark_step()
         try:
             return self.compiled(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager, once, loudly

@@ -31,6 +31,12 @@ EPS = float(torch.finfo(torch.float32).eps)
 ACTION_CLAMP = 1.0 - 1e-5
 
 
+def _compiling() -> bool:
+    """True while ``torch.compile`` traces (``torch.compiler.is_compiling``, torch >= 2.1; False before)."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
 class BitDropout(nn.Module):
     """Inverted dropout: in train mode each entry is zeroed with probability ``p`` and the rest are scaled by
     ``1 / (1 - p)``; identity in eval mode. Same contract as ``nn.Dropout`` (shape and dtype of the input).
@@ -57,7 +63,7 @@ class BitDropout(nn.Module):
         """``x`` ``(..., n)`` -> same shape, dtype and device."""
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu" or torch.compiler.is_compiling():
+        if x.device.type != "cpu" or _compiling():
             return F.dropout(x, self.p, training=True)
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
