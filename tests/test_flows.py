@@ -136,3 +136,25 @@ def test_update_reduces_loss_and_moves_target_by_tau():
     for _ in range(100):
         last = agent.update(batch)["losses/loss"]
     assert last < 0.5 * first
+
+
+def test_bit_dropout_drops_at_rate_p_keeps_the_mean_and_is_identity_in_eval():
+    from meow_isaac.flows import BitDropout
+
+    torch.manual_seed(0)
+    layer = BitDropout(0.1)
+    x = torch.ones(400, 250)
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005  # 100k entries: std of the rate is 0.001
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    # every 16-bit slice of the random words is used: no column pattern in the mask
+    per_column = (y == 0).float().mean(0)
+    assert per_column.min() > 0.04 and per_column.max() < 0.17
+    layer.eval()
+    assert layer(x) is x
+    assert BitDropout(0.0).train()(x) is x
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout p="):
+            BitDropout(bad)
