@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
+from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_memory
 from meow_isaac.flows import BitDropout, EBFlowPolicy
 from meow_isaac.replay import Batch, ReplayBuffer
 
@@ -162,18 +163,47 @@ def time_interleaved(fns: Dict[str, Callable[[Batch], object]], batches: List[Ba
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+VARIANTS = {  # name: (compile, amp) of MEowAgent
+    "eager": (False, "none"), "compiled": (True, "none"), "eager_bf16": (False, "bf16"),
+    "compiled_bf16": (True, "bf16"),
+}
+
+
+def bf16_loss_error(agent: MEowAgent, batches: List[Batch]) -> float:
+    """Relative difference of the loss under ``train.amp=bf16`` against float32 (eval mode, same weights)."""
+    policy = agent.policy.eval()
+    with torch.no_grad():
+        ours, _ = meow_loss(policy, agent.target, batches[1], agent.alpha, agent.gamma)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, _ = meow_loss(policy, agent.target, batches[1], agent.alpha, agent.gamma)
+    return abs(float(low) - float(ours)) / abs(float(ours))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", default="256,4096", help="comma-separated minibatch sizes B (default 256,4096)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--iters", type=int, default=100, help="timed updates per method and size (default 100)")
     parser.add_argument("--sizes", default="Hopper,Humanoid", help="comma-separated of " + ",".join(SIZES))
-    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant of ours")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated variants of ours: " + ", ".join(VARIANTS) + " (default: all)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variants")
+    parser.add_argument("--malloc", choices=CPU_MALLOC_CHOICES, default="retain",
+                        help="retain: glibc keeps freed memory (the runner's cpu_malloc default) | default")
     parser.add_argument("--json", default=None, help="write the results to this path")
     args = parser.parse_args()
+    if args.malloc == "retain":
+        print(f"cpu_malloc=retain: {'set' if retain_freed_memory() else 'not available here'}")
     torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in str(args.batch).split(",")]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch_sizes}, iters {args.iters}")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; accepted: {', '.join(VARIANTS)}")
+    if args.no_compile:
+        variants = [v for v in variants if not VARIANTS[v][0]]
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch_sizes}, iters {args.iters}, "
+          f"variants {variants}")
 
     rows = []
     for name in args.sizes.split(","):
@@ -185,38 +215,43 @@ def main() -> None:
             torch.manual_seed(0)
             check_agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), **kwargs)
             rel = check_same_loss(check_agent, batches)
+            bf16_rel = bf16_loss_error(check_agent, batches)
             print(f"{name} B={batch_size}: loss check (eval mode, no dropout): |ours - reference| / |reference| "
-                  f"= {rel:.2e}")
+                  f"= {rel:.2e}; bf16 autocast against float32: {bf16_rel:.2e}")
             if rel > 1e-4:
                 raise SystemExit(f"{name}: losses differ by {rel:.2e} relative (> 1e-4)")
             torch.manual_seed(0)
-            agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), **kwargs)
-            ref = ReferenceUpdate(to_reference(agent.policy), to_reference(agent.target), alpha, tau)
-            fns: Dict[str, Callable[[Batch], object]] = {"ours": agent.update, "reference": ref.update}
-            if not args.no_compile:
+            base = MEowAgent(obs_dim, action_dim, torch.device("cpu"), **kwargs)
+            ref = ReferenceUpdate(to_reference(base.policy), to_reference(base.target), alpha, tau)
+            fns: Dict[str, Callable[[Batch], object]] = {"reference": ref.update}
+            for variant in variants:
+                compile_, amp = VARIANTS[variant]
                 torch.manual_seed(0)
-                compiled = MEowAgent(obs_dim, action_dim, torch.device("cpu"), compile=True, **kwargs)
-                t0 = time.perf_counter()
-                compiled.update(batches[0])
-                print(f"{name} B={batch_size}: compiled the update in {time.perf_counter() - t0:.1f} s")
-                fns["ours_compiled"] = compiled.update
+                agent = MEowAgent(obs_dim, action_dim, torch.device("cpu"), compile=compile_, amp=amp, **kwargs)
+                if compile_:
+                    t0 = time.perf_counter()
+                    agent.update(batches[0])
+                    print(f"{name} B={batch_size}: compiled {variant} in {time.perf_counter() - t0:.1f} s")
+                fns[variant] = agent.update
             ms = time_interleaved(fns, batches, iters, chunk=max(2, min(10, iters // 5)), warmup=3)
             row = {"size": name, "obs_dim": obs_dim, "action_dim": action_dim, "batch": batch_size,
-                   "iters": iters, "ours_ms": ms["ours"], "reference_ms": ms["reference"],
-                   "ratio": ms["reference"] / ms["ours"], "loss_rel_diff": rel}
-            if "ours_compiled" in ms:
-                row.update(ours_compiled_ms=ms["ours_compiled"], ratio_compiled=ms["reference"] / ms["ours_compiled"])
+                   "iters": iters, "reference_ms": ms["reference"], "loss_rel_diff": rel, "bf16_loss_rel_diff": bf16_rel}
+            for variant in variants:
+                row[f"{variant}_ms"] = ms[variant]
+                row[f"{variant}_ratio"] = ms["reference"] / ms[variant]
             rows.append(row)
+            print(f"{name} B={batch_size}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
 
-    print("\n| size | batch | reference ms/update | ours eager ms | ratio eager | ours compiled ms | ratio compiled |")
-    print("|---|---|---|---|---|---|---|")
+    header = " | ".join(f"{v} ms (ratio)" for v in variants)
+    print(f"\n| size | batch | reference ms/update | {header} |")
+    print("|---|---|---|" + "---|" * len(variants))
     for r in rows:
-        compiled_cells = (f"{r['ours_compiled_ms']:.2f} | {r['ratio_compiled']:.2f}x" if "ours_compiled_ms" in r
-                          else "- | -")
+        cells = " | ".join(f"{r[f'{v}_ms']:.2f} ({r[f'{v}_ratio']:.2f}x)" for v in variants)
         print(f"| {r['size']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['batch']} | {r['reference_ms']:.2f} "
-              f"| {r['ours_ms']:.2f} | {r['ratio']:.2f}x | {compiled_cells} |")
+              f"| {cells} |")
     if args.json:
-        meta = {"torch": torch.__version__, "threads": args.threads, "iters": args.iters, "device": "cpu"}
+        meta = {"torch": torch.__version__, "threads": args.threads, "iters": args.iters, "device": "cpu",
+                "variants": variants}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": rows}, f, indent=2)
 

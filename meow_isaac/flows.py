@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 EPS = float(torch.finfo(torch.float32).eps)
+_AUTOCAST_TAKES_DEVICE = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)  # is_autocast_enabled(dev)
 ACTION_CLAMP = 1.0 - 1e-5
 
 
@@ -35,6 +36,24 @@ def _compiling() -> bool:
     """True while ``torch.compile`` traces (``torch.compiler.is_compiling``, torch >= 2.1; False before)."""
     is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     return bool(is_compiling()) if is_compiling is not None else False
+
+
+def _bit_keep_mask(x: torch.Tensor, threshold: int) -> torch.Tensor:
+    """Bool keep mask shaped like ``x``: int16 slices of 64-bit random words ``>= threshold`` (global RNG)."""
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
+    return words.view(torch.int16)[:n].view(x.shape) >= threshold
+
+
+_bit_keep_mask_op = None
+if hasattr(torch, "library") and hasattr(torch.library, "custom_op"):  # torch >= 2.4
+    @torch.library.custom_op("meow_isaac::bit_keep_mask", mutates_args=())
+    def _bit_keep_mask_op(x: torch.Tensor, threshold: int) -> torch.Tensor:
+        return _bit_keep_mask(x.detach(), threshold)
+
+    @_bit_keep_mask_op.register_fake
+    def _(x: torch.Tensor, threshold: int) -> torch.Tensor:
+        return torch.empty_like(x, dtype=torch.bool)
 
 
 class BitDropout(nn.Module):
@@ -46,8 +65,11 @@ class BitDropout(nn.Module):
     float per entry; on a 256 x 64 activation this is 20 us + 38 us against 122 us for ``bernoulli_`` and 195 us
     for ``F.dropout`` on this machine's CPU, and the coupling networks hold 8 dropout layers (whole update,
     batch 256: 1.04-1.09x on the Hopper-sized network, no change on the Humanoid-sized one;
-    ``benchmarks/README.md``). On other devices (CUDA's fused Philox kernel is already fast) and while
-    ``torch.compile`` traces it is ``F.dropout``.
+    ``benchmarks/README.md``). Under ``torch.compile`` the mask comes from the same eager draw through the
+    opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4): inductor's own CPU random numbers
+    (``F.dropout`` traced) cost about 2.7 ms of a compiled 256-row Hopper-sized update, three times the fused
+    kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is already fast) and when
+    compiling on torch < 2.4 it is ``F.dropout``.
 
     Raises:
         ValueError: ``p`` outside ``[0, 1)``.
@@ -65,19 +87,34 @@ class BitDropout(nn.Module):
         """``x`` ``(..., n)`` -> same shape, dtype and device."""
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu" or _compiling():
+        if x.device.type != "cpu" or (_compiling() and _bit_keep_mask_op is None):
             return F.dropout(x, self.p, training=True)
-        n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
-        keep = words.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        keep = _bit_keep_mask_op(x, self.threshold) if _compiling() else _bit_keep_mask(x, self.threshold)
         return x * (keep.to(x.dtype) * self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
+class OutputLinear(nn.Linear):
+    """``nn.Linear`` that computes in float32 even inside ``torch.autocast`` (same parameters and state dict).
+
+    The output layers of the flow's networks give ``log sigma(s)`` and the coupling shifts, which are divided by
+    ``sigma(s)`` (as small as ``e^-5``) on the way to ``z0``: bf16's 8-bit mantissa there would put errors of
+    order 1 into the soft Q. Under ``train.amp=bf16`` only the hidden layers (most of the FLOPs) run in bf16.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_features)`` of any float dtype -> float32 ``(..., out_features)``."""
+        if torch.is_autocast_enabled(x.device.type) if _AUTOCAST_TAKES_DEVICE else torch.is_autocast_enabled():
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return F.linear(x.float(), self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+
 def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
-    """Two-hidden-layer ReLU MLP ``in_dim -> hidden -> hidden -> out_dim`` (optional LayerNorm and dropout)."""
+    """Two-hidden-layer ReLU MLP ``in_dim -> hidden -> hidden -> out_dim`` (optional LayerNorm and dropout); the
+    output layer is an :class:`OutputLinear` (float32 under autocast)."""
     layers: List[nn.Module] = []
     dim = in_dim
     for _ in range(2):
@@ -88,7 +125,7 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropou
         if dropout > 0:
             layers.append(BitDropout(dropout))
         dim = hidden
-    layers.append(nn.Linear(dim, out_dim))
+    layers.append(OutputLinear(dim, out_dim))
     return nn.Sequential(*layers)
 
 
@@ -119,14 +156,19 @@ class ShiftHeads(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(num_heads, 1, fan_out).uniform_(-bound, bound)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """``(B, obs_dim)`` -> ``(B, num_heads)``."""
+        """``(B, obs_dim)`` -> ``(B, num_heads)``, float32 whatever the autocast dtype.
+
+        The hidden layers are ``baddbmm`` (bf16 under ``train.amp=bf16``); the ``hidden -> 1`` output layer is a
+        float32 multiply-and-sum: as a matmul its output width 1 makes forward and backward degenerate
+        (``N = 1``) matmuls, which ran at under 1 GFLOP/s on this project's CPU (about 1 ms of a 256-row update),
+        and the shifts carry the value's magnitude (hundreds), too large for bf16's 8-bit mantissa.
+        """
         h = obs.unsqueeze(0).expand(self.weights[0].shape[0], -1, -1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = torch.relu(h)
-        return h.squeeze(-1).transpose(0, 1)
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = torch.relu(torch.baddbmm(b, h, w))
+        w_out, b_out = self.weights[-1], self.biases[-1]  # (heads, hidden, 1), (heads, 1, 1)
+        out = (h.float() * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]  # (heads, B)
+        return out.transpose(0, 1)
 
 
 class AdditiveCoupling(nn.Module):

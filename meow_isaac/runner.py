@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from meow_isaac.agents import make_agent
 from meow_isaac.checkpoint import (CheckpointWriteError, check_checkpoint_error, check_compatible, checkpoint_meta,
                                    load_checkpoint, seed_everything)
+from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_memory
 from meow_isaac.config import (ConfigError, TrainConfig, check_bool, check_distributed_env, check_int,
                                check_known_keys, did_you_mean, resolve_device, resolve_threads)
 from meow_isaac.distributed import broadcast_module, init_distributed, params_in_sync
@@ -271,6 +272,12 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
     check_distributed_env(os.environ, device)
     sim = resolve_sim(str(cfg.sim), task_dict)
 
+    cpu_malloc = str(cfg.get("cpu_malloc", "retain"))
+    if cpu_malloc not in CPU_MALLOC_CHOICES:
+        raise ConfigError(f"invalid config: cpu_malloc={cpu_malloc!r}; accepted: {', '.join(CPU_MALLOC_CHOICES)}")
+
+    if cpu_malloc == "retain":
+        retain_freed_memory()
     torch.set_num_threads(torch_threads)
     dist_info = init_distributed(device.type)
     if dist_info.enabled and device.type == "cuda":

@@ -27,6 +27,7 @@ CASES = {
     "unknown task": (["task=Nope"], {}, "task='Nope'"),
     "unknown train config": (["train=NopeMEow"], {}, "train='NopeMEow'"),
     "unknown sim": (["sim=warp"], {}, "sim='warp'"),
+    "unknown cpu_malloc": (["cpu_malloc=jemalloc"], {}, "cpu_malloc='jemalloc'"),
     "device tpu": (["device=tpu"], {}, "device='tpu'"),
     "device cuda:7": (["device=cuda:7"], {}, "device='cuda:7'"),
     "num_envs 0": (["num_envs=0"], {}, "num_envs=0"),

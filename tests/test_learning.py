@@ -6,7 +6,8 @@ from test_runner import _run
 def test_meow_learns_inverted_pendulum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = _run(["task=InvertedPendulum", "num_envs=4", "max_iterations=2500", "train.random_steps=250",
-                "train.learning_starts=250", "train.eval_interval=500", "train.eval_envs=5", "experiment=learn",
+                "train.learning_starts=250", "train.updates_per_step=2", "train.eval_interval=500", "train.eval_envs=5",
+                "experiment=learn",
                 "progress_bar=False", "torch_threads=1", "sim_threads=1", "seed=1"])
     # A random policy keeps the pole up ~5-15 steps; 500 means the policy balances for half an episode or more.
     assert out["best_return"] >= 500, out

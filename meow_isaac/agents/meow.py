@@ -15,6 +15,7 @@ from torch import nn
 from meow_isaac.agents.base import UpdateFaults, adam_step_if_finite, polyak_if_finite, update_is_finite
 from meow_isaac.compile import Compiled, autocast, resolve_compile
 from meow_isaac.distributed import all_reduce_gradients
+from meow_isaac.flat import FlatParams, adam_state_from_per_param, adam_state_to_per_param
 from meow_isaac.flows import EBFlowPolicy
 from meow_isaac.normalization import RunningObsNormalizer
 from meow_isaac.replay import Batch
@@ -107,15 +108,34 @@ class MEowAgent(nn.Module):
         self.policy = EBFlowPolicy(obs_dim, action_dim, sigma_max, sigma_min, dropout=dropout).to(device)
         self.target = copy.deepcopy(self.policy).requires_grad_(False).eval()
         self.normalizer = RunningObsNormalizer(obs_dim, enabled=normalize_input).to(device)
-        self._params = list(self.policy.parameters())
-        self._target_params = list(self.target.parameters())
-        self.optimizer = make_adam(self._params, learning_rate)
+        self.learning_rate = float(learning_rate)
+        self._flatten()
+        self.optimizer = make_adam(self._params, self.learning_rate)
         self.faults = UpdateFaults(device)
         self.device, self.amp = torch.device(device), str(amp)
         autocast(self.amp, self.device)  # validates amp
         self.compiled = resolve_compile(compile, self.device)
         self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss") if self.compiled else meow_loss
         self._act_fn = Compiled(self._act, self.device, "the acting path") if self.compiled else self._act
+
+    def _flatten(self) -> None:
+        """Policy and target parameters as views of one flat buffer each (:mod:`meow_isaac.flat`): Adam,
+        clipping, zeroing and Polyak are then one op each. ``self._params`` is what the optimizer steps."""
+        self._flat = FlatParams(list(self.policy.parameters()))
+        self._target_flat = FlatParams(list(self.target.parameters()), with_grad=False)
+        self._params: List[nn.Parameter] = [self._flat.param]
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "MEowAgent":
+        """``Module.to``/``cuda``/``float``: moves the parameters, then rebuilds the flat buffers and Adam (its
+        state carried over), which the move would otherwise leave pointing at the old storage."""
+        optimizer = getattr(self, "optimizer", None)
+        state = self.optimizer_state_dict() if optimizer is not None else None
+        super()._apply(fn, *args, **kwargs)
+        if optimizer is not None and not self._flat.is_intact():
+            self._flatten()
+            self.optimizer = make_adam(self._params, self.learning_rate)
+            self.load_optimizer_state_dict(state)
+        return self
 
     def _act(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
         return self.policy(self.normalizer(obs), z0)
@@ -149,14 +169,14 @@ class MEowAgent(nn.Module):
         with autocast(self.amp, self.device):
             loss, metrics = self._loss_fn(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
         loss = loss.float()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._flat.zero_grad()  # one fill; the per-parameter .grad views stay attached
         loss.backward()
         if self.world_size > 1:
             all_reduce_gradients(self._params, self.world_size)
         grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_norm, foreach=True)
         finite = update_is_finite(loss, grad_norm, self.world_size)
         adam_step_if_finite(self.optimizer, finite)
-        polyak_if_finite(self._target_params, self._params, self.tau, finite)
+        polyak_if_finite([self._target_flat.data], [self._flat.data], self.tau, finite)
         self.faults.record(finite)
         metrics["losses/loss"] = loss.detach()
         metrics["losses/grad_norm"] = grad_norm.detach()
@@ -164,12 +184,18 @@ class MEowAgent(nn.Module):
         return metrics
 
     def optimizer_state_dict(self) -> Dict[str, Any]:
-        """Adam's state (for exact resume)."""
-        return self.optimizer.state_dict()
+        """Adam's state (for exact resume), per policy parameter (``policy.parameters()`` order), as
+        ``torch.optim.Adam.state_dict()`` over those parameters would give it: the format does not depend on the
+        flat buffer."""
+        return adam_state_to_per_param(self.optimizer, self._flat)
 
     def load_optimizer_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore Adam's state."""
-        self.optimizer.load_state_dict(state)
+        """Restore Adam's state from :meth:`optimizer_state_dict`'s format.
+
+        Raises:
+            ValueError: the state does not fit the policy's parameters (count or shapes).
+        """
+        self.optimizer.load_state_dict(adam_state_from_per_param(state, self._flat))
 
     def deterministic_actor(self) -> nn.Module:
         """Normalised obs -> deterministic flow action (``z0 = 0``, spec section 5)."""
