@@ -10,4 +10,6 @@ def test_meow_learns_inverted_pendulum(tmp_path, monkeypatch):
                 "experiment=learn",
                 "progress_bar=False", "torch_threads=1", "sim_threads=1", "seed=1"])
     # A random policy keeps the pole up ~5-15 steps; 500 means the policy balances for half an episode or more.
+    # Two updates per vectorised step (4,500 updates): with one, 3 of 5 seeds (old and new code alike) stayed
+    # below 220 at this budget, so the test passed or failed on float rounding; with two, seeds 1 and 2 reach 1000.
     assert out["best_return"] >= 500, out

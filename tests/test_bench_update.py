@@ -1,0 +1,27 @@
+"""benchmarks/bench_update.py runs from the command line, checks that both formulations give the same loss and
+prints a ratio per variant (a smoke test at a tiny size; speed itself is never asserted)."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_bench_update_prints_ratios_and_writes_json(tmp_path):
+    out_json = tmp_path / "update.json"
+    proc = subprocess.run([sys.executable, "benchmarks/bench_update.py", "--sizes", "Hopper", "--batch", "32",
+                           "--iters", "10", "--variants", "eager,eager_bf16", "--json", str(out_json)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out_json.read_text())["results"]
+    assert row["loss_rel_diff"] <= 1e-4 and row["bf16_loss_rel_diff"] < 0.05
+    for variant in ("eager", "eager_bf16"):
+        assert row[f"{variant}_ms"] > 0 and row[f"{variant}_ratio"] > 0
+    assert "| Hopper (obs 11, act 3) | 32 |" in proc.stdout
+
+
+def test_bench_update_rejects_an_unknown_variant():
+    proc = subprocess.run([sys.executable, "benchmarks/bench_update.py", "--variants", "turbo"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown ['turbo']" in proc.stderr
