@@ -18,18 +18,21 @@ from pathlib import Path
 import torch
 
 from meow_isaac.agents.meow import MEowAgent
+from meow_isaac.compile import AMP_CHOICES, COMPILE_CHOICES
+from meow_isaac.cpu_alloc import retain_freed_memory
 from meow_isaac.config import TrainConfig
 from meow_isaac.envs.synthetic import SyntheticVecEnv
 from meow_isaac.trainer import Trainer
 
 
-def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path) -> dict:
+def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path,
+            compile_: str = "auto", amp: str = "none") -> dict:
     """Run the trainer loop for ~``seconds`` after 20 warm-up iterations; returns throughput figures."""
     env = SyntheticVecEnv(num_envs, obs_dim=60, action_dim=8, max_episode_length=1000, device=device)
     cfg = TrainConfig(batch_size=batch, updates_per_step=utd, replay_size_per_env=max(64, 200_000 // num_envs),
                       random_steps=0, learning_starts=1, max_iterations=10**9, log_interval=10**9,
                       eval_interval=0, save_interval=10**9, normalize_input=True)
-    agent = MEowAgent(60, 8, device, normalize_input=True)
+    agent = MEowAgent(60, 8, device, normalize_input=True, compile=compile_, amp=amp)
     trainer = Trainer(env, lambda: env, agent, cfg, tmp, None, "bench", device, show_progress=False)
     trainer.save = lambda path: path  # type: ignore[assignment]
     state = {"t0": 0.0, "it0": 0}
@@ -63,15 +66,20 @@ def main() -> None:
     parser.add_argument("--utd", type=int, default=1, help="updates per vectorised step")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per point")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (CPU)")
+    parser.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help="train.compile (default auto)")
+    parser.add_argument("--amp", default="none", choices=AMP_CHOICES, help="train.amp (default none)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the PNG plot and JSON")
     args = parser.parse_args()
+    retain_freed_memory()  # the runner's cpu_malloc=retain default
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} torch threads"
-    print(f"device {device} ({name}), batch {args.batch}, UTD {args.utd}, torch {torch.__version__}")
+    print(f"device {device} ({name}), batch {args.batch}, UTD {args.utd}, compile {args.compile}, amp {args.amp}, "
+          f"torch {torch.__version__}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [measure(int(n), device, args.batch, args.utd, args.seconds, out) for n in args.envs.split(",")]
+    rows = [measure(int(n), device, args.batch, args.utd, args.seconds, out, args.compile, args.amp)
+            for n in args.envs.split(",")]
     base = rows[0]["transitions_per_s"]
     print("\n| num_envs | transitions/s | updates/s | vs first |")
     print("|---|---|---|---|")
@@ -79,7 +87,8 @@ def main() -> None:
         print(f"| {r['num_envs']} | {r['transitions_per_s']:,.0f} | {r['updates_per_s']:,.1f} | "
               f"{r['transitions_per_s'] / base:.1f}x |")
     (out / "bench_pipeline.json").write_text(json.dumps({"device": name, "batch": args.batch, "utd": args.utd,
-                                                         "rows": rows}, indent=2))
+                                                         "compile": args.compile, "amp": args.amp, "rows": rows},
+                                                        indent=2))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +99,7 @@ def main() -> None:
     ax.loglog(xs, [r["transitions_per_s"] for r in rows], "o-", label="transitions ingested / s")
     ax.loglog(xs, [r["updates_per_s"] for r in rows], "s--", label="updates / s")
     ax.set_xlabel("num_envs")
-    ax.set_title(f"MEow trainer, synthetic env ({name}, batch {args.batch})", fontsize=9)
+    ax.set_title(f"MEow trainer, synthetic env ({name}, batch {args.batch}, amp {args.amp})", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

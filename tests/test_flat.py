@@ -126,12 +126,12 @@ g = torch.Generator().manual_seed(0)
 b = Batch(torch.randn(512, 11, generator=g), torch.rand(512, 3, generator=g) * 1.8 - 0.9,
           torch.randn(512, generator=g), torch.randn(512, 11, generator=g), torch.zeros(512))
 agent = MEowAgent(11, 3, torch.device("cpu"))
-for _ in range(3):
-    agent.update(b)
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     agent.update(b)
-print(ok, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 5)
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    agent.update(b)
+print(ok, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 10)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "True"
@@ -144,4 +144,6 @@ def test_retained_memory_stops_the_page_faults_of_the_update():
     # glibc's default maps large activations anew (mmap) or gives the freed heap top back (trim): each update then
     # faults its pages in again
     assert default > 100, default
-    assert retained < 0.1 * default, (retained, default)
+    # alone: about 0.6 against 700-1900; beside the other pytest worker: 154 against 577 (the kernel reclaims
+    # some pages of a busy machine), hence a factor of 2, which a setting without effect (about 1) still fails
+    assert retained < 0.5 * default, (retained, default)
