@@ -10,16 +10,10 @@ from torch import nn
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
 from meow_isaac.flat import FlatParams, adam_state_from_per_param
-from meow_isaac.replay import Batch
+
+from test_compile import _batch
 
 CPU = torch.device("cpu")
-
-
-def _batch(seed: int, n: int = 64, obs_dim: int = 5, action_dim: int = 2) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(n, obs_dim, generator=g), action=torch.rand(n, action_dim, generator=g) * 1.8 - 0.9,
-                 reward=torch.randn(n, generator=g), next_obs=torch.randn(n, obs_dim, generator=g),
-                 terminated=(torch.rand(n, generator=g) < 0.1).float())
 
 
 def _per_param_reference(agent: MEowAgent):
