@@ -65,11 +65,13 @@ class BitDropout(nn.Module):
     float per entry; on a 256 x 64 activation this is 20 us + 38 us against 122 us for ``bernoulli_`` and 195 us
     for ``F.dropout`` on this machine's CPU, and the coupling networks hold 8 dropout layers (whole update,
     batch 256: 1.04-1.09x on the Hopper-sized network, no change on the Humanoid-sized one;
-    ``benchmarks/README.md``). Under ``torch.compile`` the mask comes from the same eager draw through the
-    opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4): inductor's own CPU random numbers
-    (``F.dropout`` traced) cost about 2.7 ms of a compiled 256-row Hopper-sized update, three times the fused
-    kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is already fast) and when
-    compiling on torch < 2.4 it is ``F.dropout``.
+    ``benchmarks/README.md``). Under ``torch.compile`` the mask comes from the same eager draw: made before the
+    pass by :meth:`predraw` (the MEow agent does this before each compiled update) and multiplied in inside the
+    graph, or, without a predraw, through the opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4;
+    about 130 us per layer per call, 1.04-1.12x slower for the whole compiled 256-row update). Inductor's own
+    CPU random numbers (``F.dropout`` traced) cost about 2.7 ms of a compiled 256-row Hopper-sized update,
+    three times the fused kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is
+    already fast) and when compiling on torch < 2.4 it is ``F.dropout``.
 
     Raises:
         ValueError: ``p`` outside ``[0, 1)``.
@@ -82,6 +84,16 @@ class BitDropout(nn.Module):
         self.p = float(p)
         self.threshold = round(self.p * 65536) - 32768  # int16 r >= threshold keeps, P(drop) = p (to 2**-16)
         self.scale = 1.0 / (1.0 - self.p)
+        self.predrawn = False  # compiled CPU path: multiply by `keep_scale`, drawn eagerly by `predraw`
+        self.register_buffer("keep_scale", torch.empty(0), persistent=False)
+
+    def predraw(self, numel: int) -> None:
+        """Draw the mask of the next compiled pass (``numel`` entries, as ``0`` or ``1 / (1 - p)`` float32)
+        eagerly with the global CPU generator and switch the compiled forward to multiply by it: no opaque op
+        runs per dropout layer inside the graph. Each predraw serves one forward pass."""
+        keep = _bit_keep_mask(torch.empty(numel, device=self.keep_scale.device), self.threshold)
+        self.keep_scale = keep.to(torch.float32).mul_(self.scale)  # a new tensor: the graph saved the old one
+        self.predrawn = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(..., n)`` -> same shape, dtype and device."""
@@ -89,8 +101,14 @@ class BitDropout(nn.Module):
             return x
         if x.device.type != "cpu" or (_compiling() and _bit_keep_mask_op is None):
             return F.dropout(x, self.p, training=True)
-        keep = _bit_keep_mask_op(x, self.threshold) if _compiling() else _bit_keep_mask(x, self.threshold)
-        return x * (keep.to(x.dtype) * self.scale)
+        if not _compiling():
+            return x * (_bit_keep_mask(x, self.threshold).to(x.dtype) * self.scale)
+        if not self.predrawn:
+            return x * (_bit_keep_mask_op(x, self.threshold).to(x.dtype) * self.scale)
+        if self.keep_scale.numel() != x.numel():  # checked while tracing (static shapes): no runtime cost
+            raise RuntimeError(f"BitDropout: {self.keep_scale.numel()} predrawn mask entries for an input of "
+                               f"{x.numel()} entries; call predraw({x.numel()}) before the compiled pass")
+        return x * self.keep_scale.view(x.shape).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -183,11 +201,18 @@ class AdditiveCoupling(nn.Module):
         super().__init__()
         d = mask.numel()
         self.register_buffer("mask", mask.float())
+        self.hidden = hidden
         self.net = mlp(d + obs_dim, hidden, d, layer_norm=True, dropout=dropout)
         for module in self.net:
             if isinstance(module, nn.Linear):
                 nn.init.orthogonal_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def predraw_dropout(self, batch_size: int) -> None:
+        """:meth:`BitDropout.predraw` for each dropout layer of ``t`` at ``batch_size`` rows."""
+        for module in self.net:
+            if isinstance(module, BitDropout):
+                module.predraw(batch_size * self.hidden)
 
     def shift(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """``(1-m) * t(m*u, s)``: ``(B, d)`` from ``u (B, d)`` and ``obs (B, obs_dim)``."""
@@ -255,6 +280,13 @@ class EBFlowPolicy(nn.Module):
     def reward_shifts(self, obs: torch.Tensor) -> torch.Tensor:
         """Learnable reward shifts ``b_j(s)`` of both heads: ``(B, 2)`` (paper Sec. 3.3)."""
         return self.shift_heads(obs)
+
+    def predraw_dropout(self, batch_size: int) -> None:
+        """Draw the coupling dropout masks of the next compiled density pass (:meth:`inverse` on ``batch_size``
+        rows) eagerly, in the order that pass applies them, so the compiled pass uses the very masks an eager
+        pass would draw from the same generator state (:meth:`BitDropout.predraw`; CPU, train mode)."""
+        for layer in reversed(self.couplings):
+            layer.predraw_dropout(batch_size)
 
     # ------------------------------------------------------------------ generation direction
     def forward(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:

@@ -22,17 +22,23 @@ def _batch(seed: int, b: int = 64, obs_dim: int = 5, action_dim: int = 2) -> Bat
                  terminated=(torch.rand(b, generator=g) < 0.1).float())
 
 
-def _agent(**kwargs) -> MEowAgent:
+def _agent(dropout: float = 0.0, **kwargs) -> MEowAgent:
     torch.manual_seed(0)
-    return MEowAgent(5, 2, CPU, alpha=0.2, tau=0.1, dropout=0.0, **kwargs)
+    return MEowAgent(5, 2, CPU, alpha=0.2, tau=0.1, dropout=dropout, **kwargs)
+
+
+def _update_at_seed(agent: MEowAgent, batch: Batch, seed: int) -> dict:
+    torch.manual_seed(seed)  # same generator state: the dropout masks must be the same draws
+    return agent.update(batch)
 
 
 def test_compiled_update_and_act_match_eager():
+    """With coupling dropout on: the compiled update's predrawn masks are the eager pass's masks."""
     torch._dynamo.reset()
-    eager, compiled = _agent(compile=False), _agent(compile=True)
+    eager, compiled = _agent(dropout=0.1, compile=False), _agent(dropout=0.1, compile=True)
     assert compiled.compiled and not eager.compiled
     for step in range(3):
-        m_eager, m_comp = eager.update(_batch(step)), compiled.update(_batch(step))
+        m_eager, m_comp = _update_at_seed(eager, _batch(step), step), _update_at_seed(compiled, _batch(step), step)
         torch.testing.assert_close(m_comp["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
     for p_eager, p_comp in zip(eager.policy.parameters(), compiled.policy.parameters()):
         torch.testing.assert_close(p_comp, p_eager, rtol=1e-4, atol=1e-5)

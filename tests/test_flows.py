@@ -158,3 +158,21 @@ def test_bit_dropout_drops_at_rate_p_keeps_the_mean_and_is_identity_in_eval():
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="dropout p="):
             BitDropout(bad)
+
+
+def test_bit_dropout_compiled_with_predraw_uses_the_eager_mask_and_checks_its_size():
+    from meow_isaac.flows import BitDropout
+
+    layer = BitDropout(0.3).train()
+    compiled = torch.compile(layer)
+    x = torch.randn(16, 8)
+    for seed in (1, 2):  # the second call runs the cached graph on a fresh mask
+        torch.manual_seed(seed)
+        layer.predraw(x.numel())
+        y = compiled(x)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(y, layer(x))  # eager draw from the same generator state
+        assert 0 < (y == 0).sum() < x.numel()
+    layer.predraw(x.numel() - 1)
+    with pytest.raises(RuntimeError, match=r"BitDropout: 127 predrawn mask entries for an input of 128"):
+        compiled(x)
