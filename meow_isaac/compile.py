@@ -67,6 +67,11 @@ class Compiled:
         self.compiled: Optional[Callable[..., Any]] = torch.compile(
             fn, mode="reduce-overhead" if self.cuda else None, dynamic=False)
 
+    @property
+    def active(self) -> bool:
+        """False once compiling failed and ``fn`` runs eagerly."""
+        return self.compiled is not None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is None:
             return self.fn(*args, **kwargs)

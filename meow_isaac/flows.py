@@ -21,7 +21,7 @@ so that ``(Q_j - V_j) / alpha = log pi(a|s)`` exactly (paper Eq. 10-11).
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,18 +38,18 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
-def _bit_keep_mask(x: torch.Tensor, threshold: int) -> torch.Tensor:
-    """Bool keep mask shaped like ``x``: int16 slices of 64-bit random words ``>= threshold`` (global RNG)."""
-    n = x.numel()
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
-    return words.view(torch.int16)[:n].view(x.shape) >= threshold
+def _bit_keep_mask(shape: Sequence[int], device: torch.device, threshold: int) -> torch.Tensor:
+    """Bool keep mask of ``shape``: int16 slices of 64-bit random words ``>= threshold`` (global RNG)."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+    return words.view(torch.int16)[:n].view(shape) >= threshold
 
 
 _bit_keep_mask_op = None
 if hasattr(torch, "library") and hasattr(torch.library, "custom_op"):  # torch >= 2.4
     @torch.library.custom_op("meow_isaac::bit_keep_mask", mutates_args=())
     def _bit_keep_mask_op(x: torch.Tensor, threshold: int) -> torch.Tensor:
-        return _bit_keep_mask(x.detach(), threshold)
+        return _bit_keep_mask(x.shape, x.device, threshold)
 
     @_bit_keep_mask_op.register_fake
     def _(x: torch.Tensor, threshold: int) -> torch.Tensor:
@@ -91,7 +91,7 @@ class BitDropout(nn.Module):
         """Draw the mask of the next compiled pass (``numel`` entries, as ``0`` or ``1 / (1 - p)`` float32)
         eagerly with the global CPU generator and switch the compiled forward to multiply by it: no opaque op
         runs per dropout layer inside the graph. Each predraw serves one forward pass."""
-        keep = _bit_keep_mask(torch.empty(numel, device=self.keep_scale.device), self.threshold)
+        keep = _bit_keep_mask((numel,), self.keep_scale.device, self.threshold)
         self.keep_scale = keep.to(torch.float32).mul_(self.scale)  # a new tensor: the graph saved the old one
         self.predrawn = True
 
@@ -102,7 +102,7 @@ class BitDropout(nn.Module):
         if x.device.type != "cpu" or (_compiling() and _bit_keep_mask_op is None):
             return F.dropout(x, self.p, training=True)
         if not _compiling():
-            return x * (_bit_keep_mask(x, self.threshold).to(x.dtype) * self.scale)
+            return x * (_bit_keep_mask(x.shape, x.device, self.threshold).to(x.dtype) * self.scale)
         if not self.predrawn:
             return x * (_bit_keep_mask_op(x, self.threshold).to(x.dtype) * self.scale)
         if self.keep_scale.numel() != x.numel():  # checked while tracing (static shapes): no runtime cost
@@ -201,7 +201,6 @@ class AdditiveCoupling(nn.Module):
         super().__init__()
         d = mask.numel()
         self.register_buffer("mask", mask.float())
-        self.hidden = hidden
         self.net = mlp(d + obs_dim, hidden, d, layer_norm=True, dropout=dropout)
         for module in self.net:
             if isinstance(module, nn.Linear):
@@ -209,10 +208,14 @@ class AdditiveCoupling(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def predraw_dropout(self, batch_size: int) -> None:
-        """:meth:`BitDropout.predraw` for each dropout layer of ``t`` at ``batch_size`` rows."""
+        """:meth:`BitDropout.predraw` for each dropout layer of ``t`` at ``batch_size`` rows (each follows a
+        hidden ``Linear``, whose width it takes)."""
+        width = 0
         for module in self.net:
-            if isinstance(module, BitDropout):
-                module.predraw(batch_size * self.hidden)
+            if isinstance(module, nn.Linear):
+                width = module.out_features
+            elif isinstance(module, BitDropout):
+                module.predraw(batch_size * width)
 
     def shift(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """``(1-m) * t(m*u, s)``: ``(B, d)`` from ``u (B, d)`` and ``obs (B, obs_dim)``."""

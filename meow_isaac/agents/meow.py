@@ -166,7 +166,8 @@ class MEowAgent(nn.Module):
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
         self.policy.train()
-        if self.compiled and not self.two_pass and self.device.type == "cpu":
+        if isinstance(self._loss_fn, Compiled) and self._loss_fn.active and not self.two_pass \
+                and self.device.type == "cpu":
             self.policy.predraw_dropout(batch.obs.shape[0])  # the eager draws, applied inside the graph
         with autocast(self.amp, self.device):
             loss, metrics = self._loss_fn(self.policy, self.target, batch, self.alpha, self.gamma, self.two_pass)
