@@ -49,6 +49,26 @@ def autocast(amp: str, device: torch.device) -> ContextManager[Any]:
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
+def cpu_has_native_bf16() -> Optional[bool]:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX, as oneDNN reports it); None if this
+    torch build cannot tell (``torch.ops.mkldnn._is_mkldnn_bf16_supported``)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def warn_if_bf16_is_emulated(amp: str, device: torch.device) -> bool:
+    """One stderr line when ``train.amp=bf16`` runs on a CPU without native bf16: there the bf16 matmuls are
+    emulated and the update is several times slower than float32 (8x on this project's AVX2 CI machine,
+    ``benchmarks/README.md``). Returns True if it warned. The run goes on: the setting is the user's choice."""
+    if amp != "bf16" or torch.device(device).type != "cpu" or cpu_has_native_bf16() is not False:
+        return False
+    print("[meow-isaac] train.amp=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 matmuls are "
+          "emulated and the update runs several times slower than with train.amp=none", file=sys.stderr)
+    return True
+
+
 class Compiled:
     """``fn`` compiled with ``torch.compile`` on first call; if compiling fails (no C++ compiler, an unsupported
     op), one warning line on stderr and ``fn`` runs eagerly from then on, so a missing toolchain never stops a run.

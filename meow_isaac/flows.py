@@ -92,7 +92,12 @@ class BitDropout(nn.Module):
         eagerly with the global CPU generator and switch the compiled forward to multiply by it: no opaque op
         runs per dropout layer inside the graph. Each predraw serves one forward pass."""
         keep = _bit_keep_mask((numel,), self.keep_scale.device, self.threshold)
-        self.keep_scale = keep.to(torch.float32).mul_(self.scale)  # a new tensor: the graph saved the old one
+        self.use_keep_scale(keep.to(torch.float32).mul_(self.scale))
+
+    def use_keep_scale(self, keep_scale: torch.Tensor) -> None:
+        """Set the predrawn mask of the next compiled pass: ``(numel,)`` float32 of ``0`` or ``1 / (1 - p)``
+        (what :meth:`predraw` draws; :meth:`EBFlowPolicy.predraw_dropout` draws all layers' at once)."""
+        self.keep_scale = keep_scale  # a new tensor: the graph saved the old one
         self.predrawn = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,9 +187,10 @@ class ShiftHeads(nn.Module):
         and the shifts carry the value's magnitude (hundreds), too large for bf16's 8-bit mantissa.
         """
         h = obs.unsqueeze(0).expand(self.weights[0].shape[0], -1, -1)
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            h = torch.relu(torch.baddbmm(b, h, w))
-        w_out, b_out = self.weights[-1], self.biases[-1]  # (heads, hidden, 1), (heads, 1, 1)
+        last = len(self.weights) - 1  # indexing, not slicing: a ParameterList slice wraps its entries into new
+        for i in range(last):         # Parameters, which torch.compile cannot trace under torch.func.functional_call
+            h = torch.relu(torch.baddbmm(self.biases[i], h, self.weights[i]))
+        w_out, b_out = self.weights[last], self.biases[last]  # (heads, hidden, 1), (heads, 1, 1)
         out = (h.float() * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]  # (heads, B)
         return out.transpose(0, 1)
 
@@ -207,15 +213,16 @@ class AdditiveCoupling(nn.Module):
                 nn.init.orthogonal_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def predraw_dropout(self, batch_size: int) -> None:
-        """:meth:`BitDropout.predraw` for each dropout layer of ``t`` at ``batch_size`` rows (each follows a
-        hidden ``Linear``, whose width it takes)."""
-        width = 0
+    def dropout_sizes(self, batch_size: int) -> List[Tuple[BitDropout, int]]:
+        """Each dropout layer of ``t`` in application order with its number of mask entries at ``batch_size``
+        rows (it follows a hidden ``Linear``, whose width it takes)."""
+        width, sizes = 0, []
         for module in self.net:
             if isinstance(module, nn.Linear):
                 width = module.out_features
             elif isinstance(module, BitDropout):
-                module.predraw(batch_size * width)
+                sizes.append((module, batch_size * width))
+        return sizes
 
     def shift(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """``(1-m) * t(m*u, s)``: ``(B, d)`` from ``u (B, d)`` and ``obs (B, obs_dim)``."""
@@ -288,8 +295,20 @@ class EBFlowPolicy(nn.Module):
         """Draw the coupling dropout masks of the next compiled density pass (:meth:`inverse` on ``batch_size``
         rows) eagerly, in the order that pass applies them, so the compiled pass uses the very masks an eager
         pass would draw from the same generator state (:meth:`BitDropout.predraw`; CPU, train mode)."""
-        for layer in reversed(self.couplings):
-            layer.predraw_dropout(batch_size)
+        layers = [entry for coupling in reversed(self.couplings) for entry in coupling.dropout_sizes(batch_size)]
+        active = [(layer, n) for layer, n in layers if layer.p > 0.0]
+        if not active:
+            return
+        first = active[0][0]
+        if all(layer.threshold == first.threshold and n % 4 == 0 for layer, n in active):
+            # one draw for all layers: the words of consecutive draws, as each layer takes whole 64-bit words
+            keep = _bit_keep_mask((sum(n for _, n in active),), first.keep_scale.device, first.threshold)
+            scales = keep.to(torch.float32).mul_(first.scale)
+            for (layer, _), view in zip(active, torch.split(scales, [n for _, n in active])):
+                layer.use_keep_scale(view)
+        else:
+            for layer, n in active:
+                layer.predraw(n)
 
     # ------------------------------------------------------------------ generation direction
     def forward(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,62 @@ def test_compiled_update_and_act_match_eager():
     assert compiled.act(obs).shape == (7, 2)
 
 
+def _assert_same_state(a: MEowAgent, b: MEowAgent) -> None:
+    for net in ("policy", "target"):
+        for p_a, p_b in zip(getattr(a, net).parameters(), getattr(b, net).parameters()):
+            torch.testing.assert_close(p_a, p_b, rtol=1e-4, atol=1e-5)
+    state_a, state_b = a.optimizer_state_dict()["state"], b.optimizer_state_dict()["state"]
+    assert state_a.keys() == state_b.keys() and state_a
+    for i in state_a:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state_a[i][key], state_b[i][key], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_cpu_update_is_the_eager_update_with_adam_state_lr_changes_and_skips():
+    """The compiled CPU update is one graph (loss, gradient, clipping, Adam, Polyak): same parameters, Adam
+    moments and step counter as the eager update; a learning-rate change is seen; a non-finite batch is skipped
+    by both; the clipped gradient is left in ``.grad`` as the eager update leaves it."""
+    torch._dynamo.reset()
+    eager, fused = _agent(dropout=0.1, compile=False), _agent(dropout=0.1, compile=True)
+    assert fused._fused is not None and eager._fused is None
+    for step in range(2):
+        _update_at_seed(eager, _batch(step), step)
+        _update_at_seed(fused, _batch(step), step)
+    _assert_same_state(fused, eager)
+    torch.testing.assert_close(fused._flat.grad, eager._flat.grad, rtol=1e-4, atol=1e-5)
+    for agent in (eager, fused):
+        agent.optimizer.param_groups[0]["lr"] = 0.05  # 50x the default step: a missed change would show
+    m_eager, m_fused = _update_at_seed(eager, _batch(2), 2), _update_at_seed(fused, _batch(2), 2)
+    _assert_same_state(fused, eager)
+    torch.testing.assert_close(m_fused["losses/grad_norm"], m_eager["losses/grad_norm"], rtol=1e-4, atol=1e-5)
+    before = [p.detach().clone() for p in fused.policy.parameters()]
+    bad = _batch(3)._replace(reward=_batch(3).reward.index_fill(0, torch.tensor([1]), float("nan")))
+    m_eager, m_fused = _update_at_seed(eager, bad, 3), _update_at_seed(fused, bad, 3)
+    assert float(m_fused["faults/update_skipped"]) == 1.0 == float(m_eager["faults/update_skipped"])
+    assert int(fused.faults.skipped) == 1 and not torch.isfinite(m_fused["losses/loss"])
+    assert all(torch.equal(p, q) for p, q in zip(fused.policy.parameters(), before))
+    _assert_same_state(fused, eager)
+    assert int(fused.optimizer_state_dict()["state"][0]["step"]) == 3
+    assert fused._fused.active  # no fallback happened along the way
+
+
+def test_fused_update_falls_back_to_the_unfused_path_when_compiling_fails(capsys):
+    torch._dynamo.reset()
+    agent, eager = _agent(compile=True), _agent(compile=False)
+
+    def broken(*args, **kwargs):
+        raise dynamo_exc.Unsupported("no C++ compiler in this test")
+
+    agent._fused.compiled.compiled = broken  # the first call runs the same update eagerly (torch.func)
+    agent._loss_fn.compiled = broken  # and the unfused path's loss: eager from then on
+    for step in range(2):
+        _update_at_seed(agent, _batch(step), step)
+        _update_at_seed(eager, _batch(step), step)
+    assert not agent._fused.active
+    assert "compiling the fused MEow update failed" in capsys.readouterr().err
+    _assert_same_state(agent, eager)
+
+
 def test_bf16_autocast_loss_is_close_to_float32_and_trains():
     fp32, bf16 = _agent(compile=False), _agent(compile=False, amp="bf16")
     loss32 = fp32.update(_batch(0))["losses/loss"]
@@ -112,3 +168,14 @@ def test_errors_of_the_function_itself_are_not_swallowed():
     wrapped.compiled = user_error
     with pytest.raises(KeyError):
         wrapped(torch.ones(1))
+
+
+@pytest.mark.parametrize("native,amp,warned", [(False, "bf16", True), (True, "bf16", False), (None, "bf16", False),
+                                               (False, "none", False)])
+def test_bf16_on_a_cpu_without_native_bf16_warns_once_per_agent(monkeypatch, capsys, native, amp, warned):
+    import meow_isaac.compile as compile_module
+
+    monkeypatch.setattr(compile_module, "cpu_has_native_bf16", lambda: native)
+    _agent(amp=amp)
+    err = capsys.readouterr().err
+    assert ("no native bf16" in err) is warned and err.count("train.amp=bf16") == int(warned)

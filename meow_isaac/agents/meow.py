@@ -7,13 +7,14 @@ clipped double Q, SCDQ). Spec: ``shared/reference/meow_algorithm.md`` section 4.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from meow_isaac.agents.base import UpdateFaults, adam_step_if_finite, polyak_if_finite, update_is_finite
-from meow_isaac.compile import Compiled, autocast, resolve_compile
+from meow_isaac.agents.fused_step import FusedUpdate, supports_fused
+from meow_isaac.compile import Compiled, autocast, resolve_compile, warn_if_bf16_is_emulated
 from meow_isaac.distributed import all_reduce_gradients
 from meow_isaac.flat import FlatParams, adam_state_from_per_param, adam_state_to_per_param
 from meow_isaac.flows import EBFlowPolicy
@@ -83,7 +84,9 @@ class MEowAgent(nn.Module):
         normalize_input: use the running observation normaliser; two_pass: reference formulation (see
         :func:`meow_loss`); dropout: coupling dropout.
         compile: ``auto`` | ``True`` | ``False`` (``train.compile``, :mod:`meow_isaac.compile`): compile the loss
-            (forward and backward) and the acting path; ``auto`` = only on CUDA (CUDA graphs).
+            (forward and backward) and the acting path; ``auto`` = only on CUDA (CUDA graphs). On CPU the whole
+            update (loss, gradient, clipping, Adam, Polyak) is compiled as one graph
+            (:mod:`meow_isaac.agents.fused_step`), except under torchrun or with ``two_pass``.
         amp: ``none`` | ``bf16``: bf16 autocast of the loss (parameters, Adam and the target stay float32).
 
     Raises:
@@ -114,9 +117,19 @@ class MEowAgent(nn.Module):
         self.faults = UpdateFaults(device)
         self.device, self.amp = torch.device(device), str(amp)
         autocast(self.amp, self.device)  # validates amp
+        warn_if_bf16_is_emulated(self.amp, self.device)
         self.compiled = resolve_compile(compile, self.device)
         self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss") if self.compiled else meow_loss
         self._act_fn = Compiled(self._act, self.device, "the acting path") if self.compiled else self._act
+        self._fused = self._make_fused()
+
+    def _make_fused(self) -> Optional[FusedUpdate]:
+        """The one-graph update (:mod:`meow_isaac.agents.fused_step`) where it is used: compiled, on CPU (on CUDA
+        the loss runs as CUDA graphs instead), one shared flow pass. :meth:`update` takes it while the optimizer is
+        a plain Adam over the flat buffer and there is one process."""
+        if not (self.compiled and self.device.type == "cpu" and not self.two_pass):
+            return None
+        return FusedUpdate(self.policy, self.target, self._flat, self._target_flat, meow_loss, self.amp)
 
     def _flatten(self) -> None:
         """Policy and target parameters as views of one flat buffer each (:mod:`meow_isaac.flat`): Adam,
@@ -135,6 +148,7 @@ class MEowAgent(nn.Module):
             self._flatten()
             self.optimizer = make_adam(self._params, self.learning_rate)
             self.load_optimizer_state_dict(state)
+            self._fused = self._make_fused()
         return self
 
     def _act(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
@@ -165,7 +179,16 @@ class MEowAgent(nn.Module):
         ``values/q``, ``values/target_v``, ``values/target_y``, ``faults/update_skipped``).
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
-        self.policy.train()
+        if not self.policy.training:  # act() leaves it as it found it; train() walks all 40 submodules
+            self.policy.train()
+        if self._fused is not None and self._fused.active and self.world_size == 1 \
+                and supports_fused(self.optimizer, self._flat) is None:
+            self.policy.predraw_dropout(batch.obs.shape[0])  # the eager draws, applied inside the graph
+            metrics = self._fused(self.optimizer, batch, self.alpha, self.gamma, self.tau, self.grad_norm)
+            finite = metrics.pop("finite")
+            self.faults.record(finite)
+            metrics["faults/update_skipped"] = (~finite).to(torch.float32)
+            return metrics
         if isinstance(self._loss_fn, Compiled) and self._loss_fn.active and not self.two_pass \
                 and self.device.type == "cpu":
             self.policy.predraw_dropout(batch.obs.shape[0])  # the eager draws, applied inside the graph
