@@ -44,6 +44,7 @@ class FlatParams:
             raise ValueError(f"FlatParams needs parameters of one device and dtype, got {sorted(map(str, kinds))}")
         self.params = list(params)
         self.numels = [p.numel() for p in self.params]
+        self.shapes = [p.shape for p in self.params]
         self.data = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.param = nn.Parameter(self.data, requires_grad=with_grad)
         self.grad = torch.zeros_like(self.data) if with_grad else None
@@ -57,7 +58,7 @@ class FlatParams:
 
     def views(self, flat: torch.Tensor) -> List[torch.Tensor]:
         """Per-parameter views ``[(shape of p) for p in params]`` of a ``(P,)`` tensor."""
-        return [chunk.view_as(p) for chunk, p in zip(torch.split(flat, self.numels), self.params)]
+        return [chunk.view(shape) for chunk, shape in zip(torch.split(flat, self.numels), self.shapes)]
 
     def is_intact(self) -> bool:
         """True while the parameters still live in :attr:`data` (``Module.to`` or ``p.data = ...`` breaks it)."""

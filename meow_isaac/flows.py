@@ -299,8 +299,8 @@ class EBFlowPolicy(nn.Module):
         active = [(layer, n) for layer, n in layers if layer.p > 0.0]
         if not active:
             return
-        first = active[0][0]
-        if all(layer.threshold == first.threshold and n % 4 == 0 for layer, n in active):
+        first = active[0][0]  # all couplings share one dropout rate (constructor)
+        if all(n % 4 == 0 for _, n in active):
             # one draw for all layers: the words of consecutive draws, as each layer takes whole 64-bit words
             keep = _bit_keep_mask((sum(n for _, n in active),), first.keep_scale.device, first.threshold)
             scales = keep.to(torch.float32).mul_(first.scale)

@@ -19,7 +19,7 @@ or the gradient norm is non-finite, parameters, Adam moments, the step counter a
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -72,16 +72,17 @@ def adam_math(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, ex
     return param - step_size * exp_avg / denom, exp_avg, exp_avg_sq
 
 
-def fused_meow_update(loss_module: _LossModule, names: List[str], numels: List[int], shapes: List[torch.Size],
+def fused_meow_update(loss_module: _LossModule, names: List[str], views: Callable[[torch.Tensor], List[torch.Tensor]],
                       flat: torch.Tensor, grad_out: torch.Tensor, target_flat: torch.Tensor,
                       exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
-                      step_size: torch.Tensor, bias_correction2_sqrt: torch.Tensor, batch: Batch, alpha: float, gamma: float, tau: float, max_grad_norm: float, beta1: float,
-                      beta2: float, eps: float, amp: str) -> Dict[str, torch.Tensor]:
+                      step_size: torch.Tensor, bias_correction2_sqrt: torch.Tensor, batch: Batch, alpha: float,
+                      gamma: float, tau: float, max_grad_norm: float, beta1: float, beta2: float, eps: float,
+                      amp: str) -> Dict[str, torch.Tensor]:
     """One MEow update on flat tensors, in place (the function :class:`FusedUpdate` compiles).
 
     Args:
-        loss_module: the policy and target behind :func:`meow_loss`. names, numels, shapes: the policy's (and
-            the target's: same structure) parameter names, sizes and shapes in :class:`FlatParams` order.
+        loss_module: the policy and target behind :func:`meow_loss`. names: the policy's (and the target's:
+            same structure) parameter names in :class:`FlatParams` order. views: :meth:`FlatParams.views`.
         flat: ``(P,)`` policy parameters (updated). grad_out: ``(P,)`` receives the clipped gradient, as
             ``.grad`` holds it after the eager update. target_flat: ``(P,)`` target parameters (Polyak).
         exp_avg, exp_avg_sq, step: Adam's state (updated). step_size, bias_correction2_sqrt: 0-dim, from
@@ -93,9 +94,6 @@ def fused_meow_update(loss_module: _LossModule, names: List[str], numels: List[i
         0-dim metrics: ``losses/loss``, ``losses/grad_norm`` (before clipping), the loss's ``values/*``, and
         ``finite`` (bool: the update was applied).
     """
-    def views(buffer: torch.Tensor) -> List[torch.Tensor]:
-        return [chunk.view(shape) for chunk, shape in zip(torch.split(buffer, numels), shapes)]
-
     def loss_of(params: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         weights = {f"policy.{n}": v for n, v in zip(names, views(params))}
         weights.update({f"target.{n}": v for n, v in zip(names, views(target_flat))})
@@ -130,7 +128,7 @@ def supports_fused(optimizer: torch.optim.Optimizer, flat: FlatParams) -> Option
     groups = optimizer.param_groups
     if len(groups) != 1 or len(groups[0]["params"]) != 1 or groups[0]["params"][0] is not flat.param:
         return "optimizer does not hold exactly the flat policy buffer"
-    group = optimizer.param_groups[0]
+    group = groups[0]
     for key in ("weight_decay", "amsgrad", "maximize", "differentiable"):
         if group.get(key):
             return f"Adam {key}={group[key]}"
@@ -138,7 +136,8 @@ def supports_fused(optimizer: torch.optim.Optimizer, flat: FlatParams) -> Option
 
 
 class FusedUpdate:
-    """``torch.compile`` (:class:`~meow_isaac.compile.Compiled`) of :func:`fused_meow_update` bound to an agent's networks, flat buffers and Adam.
+    """``torch.compile`` (:class:`~meow_isaac.compile.Compiled`) of :func:`fused_meow_update` bound to an
+    agent's networks and flat buffers.
 
     Module hooks on the policy's parameters do not run (the gradient is taken with ``torch.func``).
 
@@ -151,7 +150,6 @@ class FusedUpdate:
                  loss_fn: Any, amp: str) -> None:
         self.loss_module = _LossModule(policy, target, loss_fn)
         self.names = [name for name, _ in policy.named_parameters()]
-        self.numels, self.shapes = list(flat.numels), [p.shape for p in flat.params]
         self.flat, self.target_flat, self.amp = flat, target_flat, amp
         self.compiled = Compiled(fused_meow_update, flat.data.device, "the fused MEow update")
 
@@ -173,20 +171,14 @@ class FusedUpdate:
 
     def __call__(self, optimizer: torch.optim.Optimizer, batch: Batch, alpha: float, gamma: float, tau: float,
                  max_grad_norm: float) -> Dict[str, torch.Tensor]:
-        """One update (see :func:`fused_meow_update`) stepping ``optimizer`` (an Adam :func:`supports_fused`
-        accepts: its ``state`` is read and written, its ``lr``, ``betas`` and ``eps`` read); returns its metrics.
-
-        Raises:
-            ValueError: ``optimizer`` is not one :func:`supports_fused` accepts.
-        """
-        reason = supports_fused(optimizer, self.flat)
-        if reason is not None:
-            raise ValueError(f"the fused update needs a plain Adam over the flat buffer: {reason}")
+        """One update (see :func:`fused_meow_update`) stepping ``optimizer``, an Adam the caller has checked
+        with :func:`supports_fused` (its ``state`` is read and written, its ``lr``, ``betas`` and ``eps`` read);
+        returns its metrics."""
         group = optimizer.param_groups[0]
         state = self._adam_state(optimizer)
         beta1, beta2 = (float(b) for b in group["betas"])
         step_size, bias_correction2_sqrt = adam_scalars(state["step"], float(group["lr"]), beta1, beta2)
-        return self.compiled(self.loss_module, self.names, self.numels, self.shapes, self.flat.data,
+        return self.compiled(self.loss_module, self.names, self.flat.views, self.flat.data,
                              self.flat.grad, self.target_flat.data, state["exp_avg"], state["exp_avg_sq"],
                              state["step"], step_size, bias_correction2_sqrt, batch, alpha, gamma, tau,
                              max_grad_norm, beta1, beta2, float(group["eps"]), self.amp)
