@@ -25,15 +25,18 @@ TINY = SAC + ["train.units=[64,64]"]  # short runs: small nets (cheaper updates)
 
 
 def test_sac_learns_inverted_pendulum(tmp_path, monkeypatch):
-    """Same task, env count, frames (10000), warm-up, evaluation, seed and threshold as tests/test_learning.py (MEow).
+    """Same task, env count, warm-up, evaluation, seed and threshold as tests/test_learning.py (MEow); 14000 frames
+    against MEow's 10000.
 
     SAC needs more gradient steps than MEow here: 4 per vectorised step (one per env frame, CleanRL's ratio;
     9000 updates vs MEow's 2250). With MEow's 2250 updates it stays near 100 (best 98-118 over 4 settings tried,
     random policy ~10). 64x64 hidden units (the yaml keeps CleanRL's 256x256) keep the test in its time budget.
-    Seed 1 balances from ~9000 frames on; seed 3 reached only 269 by 12000 frames: SAC is slower on this task.
+    SAC is slower on this task and its curve jumps late (~100 for thousands of frames, then 1000), at a frame count
+    that moves with the CPU's float rounding: seed 1 reached 414 at 10000 frames and 1000 at 12000 on an AVX-512
+    Xeon (2026-12-03; >= 500 by 10000 on an AVX2 EPYC before), seed 2 1000 at 16000, seed 3 only 269 by 12000.
     """
     monkeypatch.chdir(tmp_path)
-    out = _run(SAC + ["task=InvertedPendulum", "num_envs=4", "max_iterations=2500", "train.random_steps=250",
+    out = _run(SAC + ["task=InvertedPendulum", "num_envs=4", "max_iterations=3500", "train.random_steps=250",
                       "train.learning_starts=250", "train.eval_interval=500", "train.eval_envs=5",
                       "train.updates_per_step=4", "train.units=[64,64]",
                       "experiment=learn", "progress_bar=False", "torch_threads=1", "sim_threads=1", "seed=1"])
