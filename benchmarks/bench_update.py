@@ -11,7 +11,7 @@ exact V uses only its sigma network and shift heads (no coupling pass); foreach 
 ``FlowPolicy.get_qv`` / ``get_v`` and ``nf/flows.py`` ``CondScaling.get_qv``, GitHub ``ChienFeng-hub/meow``):
 
 * Q: the batch is concatenated with itself; the *whole* inverse flow (atanh, the 4 couplings, sigma network)
-  runs on the 2B rows. As in ``CondScaling.get_qv``, head 1 and head 2 each run on the first B states and
+  runs on the 2B rows, each coupling network on ``cat(m*u, s)`` (:func:`reference_inverse`). As in ``CondScaling.get_qv``, head 1 and head 2 each run on the first B states and
   head j's shift is added to half j, so Q_1 comes from rows [0, B) and Q_2 from rows [B, 2B).
 * Target V: ``get_v`` on ``cat(s', s')``: the whole target flow is inverted at a zero action (its coupling
   output is computed and then unused: V depends only on sigma(s') and the heads), then ``min`` of the halves.
@@ -43,7 +43,7 @@ from torch import nn
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
 from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_memory
-from meow_isaac.flows import BitDropout, EBFlowPolicy
+from meow_isaac.flows import ACTION_CLAMP, EPS, BitDropout, EBFlowPolicy
 from meow_isaac.replay import Batch, ReplayBuffer
 
 # name: (obs_dim, action_dim, alpha, tau) -- MuJoCo Hopper-v4 / Humanoid-v4 sizes and reference hyperparameters
@@ -74,6 +74,18 @@ def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
     return ref
 
 
+def reference_inverse(net: EBFlowPolicy, obs: torch.Tensor, action: torch.Tensor):
+    """``EBFlowPolicy.inverse`` computed as the reference computes its flow: each coupling network on
+    ``cat(m*u, s)`` in turn, the sigma network on ``s`` (ours runs the observation part of all those first layers as
+    one matmul, :meth:`EBFlowPolicy.obs_features`). Returns ``z0, log_sigma, log_det_tanh``."""
+    a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
+    u = torch.atanh(a)
+    for layer in reversed(net.couplings):
+        u = layer.inverse(u, obs)
+    log_sigma = net.log_sigma(obs)
+    return u * torch.exp(-log_sigma), log_sigma, -torch.log(1.0 - a.square() + EPS).sum(-1)
+
+
 def reference_qv(net: EBFlowPolicy, obs2: torch.Tensor, act2: torch.Tensor, alpha: float):
     """Reference ``FlowPolicy.get_qv`` on a doubled batch ``(2B, .)``: returns ``q, v`` ``(2B,)``.
 
@@ -81,7 +93,7 @@ def reference_qv(net: EBFlowPolicy, obs2: torch.Tensor, act2: torch.Tensor, alph
     (``CondScaling.get_qv``) and head j's output is added to half j.
     """
     half = obs2.shape[0] // 2
-    z0, log_sigma, log_det_tanh = net.inverse(obs2, act2)
+    z0, log_sigma, log_det_tanh = reference_inverse(net, obs2, act2)
     shift = torch.cat((net.shift_heads[0](obs2[:half])[:, 0], net.shift_heads[1](obs2[:half])[:, 0]))
     q = -0.5 * z0.square().sum(-1) + log_det_tanh + shift
     v = log_sigma.sum(-1) + net.log_2pi_term + shift

@@ -21,7 +21,7 @@ so that ``(Q_j - V_j) / alpha = log pi(a|s)`` exactly (paper Eq. 10-11).
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,11 +38,15 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
+def _random_words(n: int, device: torch.device) -> torch.Tensor:
+    """``(n,)`` int16: the 16-bit slices of ``ceil(n / 4)`` uniform 64-bit random words (global RNG)."""
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+    return words.view(torch.int16)[:n]
+
+
 def _bit_keep_mask(shape: Sequence[int], device: torch.device, threshold: int) -> torch.Tensor:
     """Bool keep mask of ``shape``: int16 slices of 64-bit random words ``>= threshold`` (global RNG)."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-    return words.view(torch.int16)[:n].view(shape) >= threshold
+    return _random_words(math.prod(shape), device).view(shape) >= threshold
 
 
 _bit_keep_mask_op = None
@@ -66,8 +70,9 @@ class BitDropout(nn.Module):
     for ``F.dropout`` on this machine's CPU, and the coupling networks hold 8 dropout layers (whole update,
     batch 256: 1.04-1.09x on the Hopper-sized network, no change on the Humanoid-sized one;
     ``benchmarks/README.md``). Under ``torch.compile`` the mask comes from the same eager draw: made before the
-    pass by :meth:`predraw` (the MEow agent does this before each compiled update) and multiplied in inside the
-    graph, or, without a predraw, through the opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4;
+    pass by :meth:`predraw` (the MEow agent does this before each compiled update) into a buffer that keeps its
+    identity from call to call, and turned into the mask inside the graph (compare, convert, scale: fused into the
+    neighbouring kernel), or through the opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4;
     about 130 us per layer per call, 1.04-1.12x slower for the whole compiled 256-row update). Inductor's own
     CPU random numbers (``F.dropout`` traced) cost about 2.7 ms of a compiled 256-row Hopper-sized update,
     three times the fused kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is
@@ -86,18 +91,26 @@ class BitDropout(nn.Module):
         self.scale = 1.0 / (1.0 - self.p)
         self.predrawn = False  # compiled CPU path: multiply by `keep_scale`, drawn eagerly by `predraw`
         self.register_buffer("keep_scale", torch.empty(0), persistent=False)
+        self._words64: Optional[torch.Tensor] = None  # the random words behind `keep_scale`, redrawn in place
+
+    def _keep_scale(self, words: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (same shape as the int16 ``words``) <- ``0`` or ``1 / (1 - p)``: the comparison writes 0/1
+        straight into ``out``'s dtype (no bool tensor and no conversion pass: 38 us against 176 us for 131072
+        entries on this project's CPU)."""
+        torch.ge(words, self.threshold, out=out)
+        return out.mul_(self.scale)
 
     def predraw(self, numel: int) -> None:
-        """Draw the mask of the next compiled pass (``numel`` entries, as ``0`` or ``1 / (1 - p)`` float32)
-        eagerly with the global CPU generator and switch the compiled forward to multiply by it: no opaque op
-        runs per dropout layer inside the graph. Each predraw serves one forward pass."""
-        keep = _bit_keep_mask((numel,), self.keep_scale.device, self.threshold)
-        self.use_keep_scale(keep.to(torch.float32).mul_(self.scale))
-
-    def use_keep_scale(self, keep_scale: torch.Tensor) -> None:
-        """Set the predrawn mask of the next compiled pass: ``(numel,)`` float32 of ``0`` or ``1 / (1 - p)``
-        (what :meth:`predraw` draws; :meth:`EBFlowPolicy.predraw_dropout` draws all layers' at once)."""
-        self.keep_scale = keep_scale  # a new tensor: the graph saved the old one
+        """Draw the mask of the next compiled pass (``numel`` entries, as ``0`` or ``1 / (1 - p)`` float32, from
+        the very words an eager pass of that size draws from the global CPU generator) in place into the
+        ``keep_scale`` buffer, and switch the compiled forward to multiply by it. The buffer keeps its identity
+        from call to call (no module attribute set per call). Each predraw serves one forward pass."""
+        words64 = self._words64
+        if self.keep_scale.numel() != numel or words64 is None or words64.device != self.keep_scale.device:
+            words64 = torch.empty((numel + 3) // 4, dtype=torch.int64, device=self.keep_scale.device)
+            self._words64, self.keep_scale = words64, torch.empty(numel, device=self.keep_scale.device)
+        words64.random_(-2**63, 2**63 - 1)
+        self._keep_scale(words64.view(torch.int16)[:numel], self.keep_scale)
         self.predrawn = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +120,8 @@ class BitDropout(nn.Module):
         if x.device.type != "cpu" or (_compiling() and _bit_keep_mask_op is None):
             return F.dropout(x, self.p, training=True)
         if not _compiling():
-            return x * (_bit_keep_mask(x.shape, x.device, self.threshold).to(x.dtype) * self.scale)
+            words = _random_words(x.numel(), x.device).view(x.shape)
+            return x * self._keep_scale(words, torch.empty(x.shape, dtype=x.dtype, device=x.device))
         if not self.predrawn:
             return x * (_bit_keep_mask_op(x, self.threshold).to(x.dtype) * self.scale)
         if self.keep_scale.numel() != x.numel():  # checked while tracing (static shapes): no runtime cost
@@ -228,6 +242,25 @@ class AdditiveCoupling(nn.Module):
         """``(1-m) * t(m*u, s)``: ``(B, d)`` from ``u (B, d)`` and ``obs (B, obs_dim)``."""
         return (1.0 - self.mask) * self.net(torch.cat((self.mask * u, obs), dim=-1))
 
+    def obs_weight(self) -> torch.Tensor:
+        """The observation columns of ``t``'s first layer: ``(hidden, obs_dim)``, a view of its weight (the input
+        of ``t`` is ``cat(m*u, s)``, so ``W1 cat(m*u, s) = W1[:, :d] m*u + W1[:, d:] s``)."""
+        first = self.net[0]
+        return first.weight[:, self.mask.numel():]
+
+    def shift_from_obs_features(self, u: torch.Tensor, obs_features: torch.Tensor) -> torch.Tensor:
+        """:meth:`shift` given ``obs_features = s W1[:, d:]^T + b1`` ``(B, hidden)`` (computed for all couplings
+        at once by :meth:`EBFlowPolicy.obs_features`): the same function, split at the first layer."""
+        first = self.net[0]
+        h = obs_features + F.linear(self.mask * u, first.weight[:, :self.mask.numel()])
+        for module in self._after_first:
+            h = module(h)
+        return (1.0 - self.mask) * h
+
+    @property
+    def _after_first(self) -> List[nn.Module]:
+        return list(self.net)[1:]
+
     def forward(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Generation direction ``z -> a``."""
         return u + self.shift(u, obs)
@@ -280,12 +313,38 @@ class EBFlowPolicy(nn.Module):
         self.couplings = nn.ModuleList(couplings)
         self.shift_heads = ShiftHeads(obs_dim, shift_hidden)
         self.log_2pi_term = 0.5 * action_dim * math.log(2.0 * math.pi)
+        self._dropout_plan: Optional[Tuple[int, List[Tuple[BitDropout, int]]]] = None  # predraw_dropout's cache
 
     # ------------------------------------------------------------------ pieces
     def log_sigma(self, obs: torch.Tensor) -> torch.Tensor:
         """``log sigma(s)`` ``(B, d)``: ``sigma_min + (sigma_max - sigma_min) (tanh(h(s)) + 1) / 2``."""
-        h = torch.tanh(self.sigma_net(obs))
-        return self.sigma_min + 0.5 * (self.sigma_max - self.sigma_min) * (h + 1.0)
+        return self._bound_log_sigma(self.sigma_net(obs))
+
+    def _bound_log_sigma(self, out: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min + 0.5 * (self.sigma_max - self.sigma_min) * (torch.tanh(out) + 1.0)
+
+    def obs_features(self, obs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The observation part of the first layer of the sigma network and of every coupling network, from
+        **one** matmul: ``(sigma (B, hidden), coupling_0 (B, hidden), ..., coupling_{2K-1} (B, hidden))``, each
+        ``s W^T + b`` (biases included; couplings in :attr:`couplings` order).
+
+        A flow pass runs every coupling on the same ``s``, so the ``obs_dim``-wide part of their first layers can
+        be one ``(B, obs_dim) x (obs_dim, (2K+1) hidden)`` product instead of 2K+1 narrow ones, and since ``s`` needs
+        no gradient, the backward pass no longer computes the coupling inputs' gradient with respect to ``s``
+        (``benchmarks/README.md``: 4-6 % fewer FLOPs in a Humanoid-sized update). Same function as applying each
+        network to ``cat(m*u, s)``, up to float rounding.
+        """
+        firsts = [self.sigma_net[0]] + [coupling.net[0] for coupling in self.couplings]
+        weight = torch.cat([self.sigma_net[0].weight] + [coupling.obs_weight() for coupling in self.couplings])
+        bias = torch.cat([layer.bias for layer in firsts])
+        return torch.split(F.linear(obs, weight, bias), [layer.out_features for layer in firsts], dim=-1)
+
+    def _log_sigma_from_features(self, sigma_features: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_sigma` from the sigma network's first-layer output (:meth:`obs_features`)."""
+        h = sigma_features
+        for module in list(self.sigma_net)[1:]:
+            h = module(h)
+        return self._bound_log_sigma(h)
 
     def reward_shifts(self, obs: torch.Tensor) -> torch.Tensor:
         """Learnable reward shifts ``b_j(s)`` of both heads: ``(B, 2)`` (paper Sec. 3.3)."""
@@ -295,27 +354,19 @@ class EBFlowPolicy(nn.Module):
         """Draw the coupling dropout masks of the next compiled density pass (:meth:`inverse` on ``batch_size``
         rows) eagerly, in the order that pass applies them, so the compiled pass uses the very masks an eager
         pass would draw from the same generator state (:meth:`BitDropout.predraw`; CPU, train mode)."""
-        layers = [entry for coupling in reversed(self.couplings) for entry in coupling.dropout_sizes(batch_size)]
-        active = [(layer, n) for layer, n in layers if layer.p > 0.0]
-        if not active:
-            return
-        first = active[0][0]  # all couplings share one dropout rate (constructor)
-        if all(n % 4 == 0 for _, n in active):
-            # one draw for all layers: the words of consecutive draws, as each layer takes whole 64-bit words
-            keep = _bit_keep_mask((sum(n for _, n in active),), first.keep_scale.device, first.threshold)
-            scales = keep.to(torch.float32).mul_(first.scale)
-            for (layer, _), view in zip(active, torch.split(scales, [n for _, n in active])):
-                layer.use_keep_scale(view)
-        else:
-            for layer, n in active:
-                layer.predraw(n)
+        if self._dropout_plan is None or self._dropout_plan[0] != batch_size:
+            layers = [entry for coupling in reversed(self.couplings) for entry in coupling.dropout_sizes(batch_size)]
+            self._dropout_plan = (batch_size, [(layer, n) for layer, n in layers if layer.p > 0.0])
+        for layer, n in self._dropout_plan[1]:
+            layer.predraw(n)
 
     # ------------------------------------------------------------------ generation direction
     def forward(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
         """Push noise ``z0`` ``(B, d)`` through the flow; returns actions ``(B, d)`` in ``(-1, 1)``."""
-        u = torch.exp(self.log_sigma(obs)) * z0
-        for layer in self.couplings:
-            u = layer(u, obs)
+        sigma_features, *coupling_features = self.obs_features(obs)
+        u = torch.exp(self._log_sigma_from_features(sigma_features)) * z0
+        for layer, features in zip(self.couplings, coupling_features):
+            u = u + layer.shift_from_obs_features(u, features)
         return torch.tanh(u)
 
     def sample(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
@@ -335,9 +386,10 @@ class EBFlowPolicy(nn.Module):
         """
         a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
         u = torch.atanh(a)
-        for layer in reversed(self.couplings):
-            u = layer.inverse(u, obs)
-        log_sigma = self.log_sigma(obs)
+        sigma_features, *coupling_features = self.obs_features(obs)
+        for layer, features in zip(reversed(self.couplings), reversed(coupling_features)):
+            u = u - layer.shift_from_obs_features(u, features)
+        log_sigma = self._log_sigma_from_features(sigma_features)
         z0 = u * torch.exp(-log_sigma)
         log_det_tanh = -torch.log(1.0 - a.square() + EPS).sum(-1)
         return z0, log_sigma, log_det_tanh

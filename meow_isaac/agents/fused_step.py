@@ -151,7 +151,8 @@ class FusedUpdate:
         self.loss_module = _LossModule(policy, target, loss_fn)
         self.names = [name for name, _ in policy.named_parameters()]
         self.flat, self.target_flat, self.amp = flat, target_flat, amp
-        self.compiled = Compiled(fused_meow_update, flat.data.device, "the fused MEow update")
+        self.compiled = Compiled(fused_meow_update, flat.data.device, "the fused MEow update",
+                                 fixed_args=("loss_module", "names", "views"), cpp_wrapper=True)
 
     @property
     def active(self) -> bool:
