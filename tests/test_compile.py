@@ -179,3 +179,48 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_once_per_agent(monkeypatch, cap
     _agent(amp=amp)
     err = capsys.readouterr().err
     assert ("no native bf16" in err) is warned and err.count("train.amp=bf16") == int(warned)
+
+
+class _Entry:
+    """The fields of ``torch._dynamo.types.GuardFilterEntry`` that :func:`guards_without` reads."""
+
+    def __init__(self, name: str, guard_type: str = "TYPE_MATCH", value: object = None) -> None:
+        self.name, self.guard_type, self.value = name, guard_type, value
+
+
+def test_guards_without_drops_only_the_fixed_arguments_guards():
+    from meow_isaac.compile import guards_without
+
+    keep = guards_without(("loss_module", "names", "views"))
+    dropped = ["loss_module._modules['policy']", "names[3]", "views.__self__.shapes[0][1]", "type(loss_module).__mro__",
+               "list(dict.keys(loss_module._modules))", "L['names'][0]", "views"]
+    kept = ["alpha", "batch.obs", "flat", "names_of_something", "G['names']", "target_flat"]
+    assert keep([_Entry(n) for n in dropped]) == [False] * len(dropped)
+    assert keep([_Entry(n) for n in kept]) == [True] * len(kept)
+    buffer, parameter = torch.zeros(3), torch.nn.Parameter(torch.zeros(3))
+    assert keep([_Entry("loss_module._modules['policy']._buffers['mask']", "TENSOR_MATCH", buffer),
+                 _Entry("loss_module._modules['policy']._parameters['w']", "TENSOR_MATCH", parameter)]) == [True, False]
+
+
+def test_fused_update_still_follows_changed_hyperparameters_and_other_agents():
+    """Guards on the fused update's fixed arguments are dropped: what may change between calls (alpha, gamma, tau,
+    the batch's shape) must still be seen, and a second agent of another size must get its own graph."""
+    torch._dynamo.reset()
+    eager, fused = _agent(dropout=0.1, compile=False), _agent(dropout=0.1, compile=True)
+    _update_at_seed(eager, _batch(0), 0)
+    _update_at_seed(fused, _batch(0), 0)
+    for agent in (eager, fused):
+        agent.alpha, agent.gamma, agent.tau = 0.7, 0.5, 0.3
+    m_eager, m_fused = _update_at_seed(eager, _batch(1, b=32), 1), _update_at_seed(fused, _batch(1, b=32), 1)
+    torch.testing.assert_close(m_fused["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(m_fused["values/target_y"], m_eager["values/target_y"], rtol=1e-4, atol=1e-5)
+    _assert_same_state(fused, eager)
+    torch.manual_seed(0)
+    small_eager = MEowAgent(3, 1, CPU, alpha=0.2, tau=0.1, compile=False)
+    torch.manual_seed(0)
+    small_fused = MEowAgent(3, 1, CPU, alpha=0.2, tau=0.1, compile=True)
+    m_eager = _update_at_seed(small_eager, _batch(2, obs_dim=3, action_dim=1), 2)
+    m_fused = _update_at_seed(small_fused, _batch(2, obs_dim=3, action_dim=1), 2)
+    torch.testing.assert_close(m_fused["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
+    _assert_same_state(small_fused, small_eager)
+    assert fused._fused.active and small_fused._fused.active

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
-from meow_isaac.flows import EBFlowPolicy
+from meow_isaac.flows import ACTION_CLAMP, EBFlowPolicy
 from meow_isaac.replay import Batch
 
 
@@ -176,3 +176,54 @@ def test_bit_dropout_compiled_with_predraw_uses_the_eager_mask_and_checks_its_si
     layer.predraw(x.numel() - 1)
     with pytest.raises(RuntimeError, match=r"BitDropout: 127 predrawn mask entries for an input of 128"):
         compiled(x)
+
+
+def test_obs_features_split_first_layers_compute_the_concatenated_input_networks():
+    """forward/inverse run the observation part of all first layers as one matmul (EBFlowPolicy.obs_features):
+    same values and same parameter gradients as each coupling network on cat(m*u, s), and no gradient w.r.t. s."""
+    torch.manual_seed(0)
+    flow = EBFlowPolicy(obs_dim=7, action_dim=3, dropout=0.0)
+    for p in flow.parameters():  # non-zero output layers, so every path carries gradient
+        torch.nn.init.normal_(p, std=0.3)
+    obs, action = torch.randn(9, 7), torch.rand(9, 3) * 1.8 - 0.9
+
+    def per_coupling_inverse():
+        a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
+        u = torch.atanh(a)
+        for layer in reversed(flow.couplings):
+            u = layer.inverse(u, obs)  # the network on cat(m*u, s)
+        log_sigma = flow.log_sigma(obs)
+        return u * torch.exp(-log_sigma), log_sigma
+
+    z_ref, ls_ref = per_coupling_inverse()
+    z, ls, _ = flow.inverse(obs, action)
+    torch.testing.assert_close(z, z_ref)
+    torch.testing.assert_close(ls, ls_ref)
+    params = [p for name, p in flow.named_parameters() if not name.startswith("shift_heads")]
+    grads_ref = torch.autograd.grad(z_ref.square().sum() + ls_ref.sum(), params)
+    grads = torch.autograd.grad(z.square().sum() + ls.sum(), params)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-3, atol=1e-4)  # float rounding of the split sums
+    u = torch.randn(9, 3) * 0.5
+    u_ref = torch.exp(flow.log_sigma(obs)) * u
+    for layer in flow.couplings:
+        u_ref = layer(u_ref, obs)
+    torch.testing.assert_close(flow(obs, u), torch.tanh(u_ref))
+    features = flow.obs_features(obs)
+    assert len(features) == 1 + len(flow.couplings) and all(f.shape == (9, 64) for f in features)
+    torch.testing.assert_close(features[0], flow.sigma_net[0](obs))
+
+
+def test_bit_dropout_predraw_refills_the_same_buffer():
+    from meow_isaac.flows import BitDropout
+
+    layer = BitDropout(0.25).train()
+    layer.predraw(64)
+    buffer = layer.keep_scale
+    first = buffer.clone()
+    layer.predraw(64)
+    assert layer.keep_scale is buffer and not torch.equal(buffer, first)  # redrawn in place
+    values = buffer.unique()
+    assert len(values) == 2 and values[0] == 0.0 and math.isclose(float(values[1]), 1 / 0.75, rel_tol=1e-6)
+    layer.predraw(32)
+    assert layer.keep_scale is not buffer and layer.keep_scale.numel() == 32
