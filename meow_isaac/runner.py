@@ -290,7 +290,9 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
                              headless=bool(cfg.headless), reference_compat=bool(cfg.get("reference_compat", False)))
 
     probe = make_env(num_envs if not cfg.test else tcfg.eval_envs, seed)
-    agent = make_agent(probe.obs_dim, probe.action_dim, device, tcfg)
+    planned_updates = 0 if (cfg.test or export) else \
+        max(0, tcfg.max_iterations - tcfg.learning_starts) * tcfg.updates_per_step
+    agent = make_agent(probe.obs_dim, probe.action_dim, device, tcfg, planned_updates)
     if dist_info.enabled:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
@@ -353,6 +355,7 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
           f"{task_dict['name']} on {sim}: {num_envs} envs, obs {probe.obs_dim}, action "
           f"{probe.action_dim}, device {device}, torch threads {torch_threads}, sim threads {sim_threads}; "
           f"replay {trainer.replay.nbytes / 2**20:.1f} MiB ({num_envs} x {tcfg.replay_size_per_env} slots); "
+          f"{'compiled' if getattr(agent, 'compiled', False) else 'eager'} update (train.compile={tcfg.compile}); "
           f"run folder {run_dir}")
     if checkpoint:
         print(f"[meow-isaac] resumed from {checkpoint} at iteration {trainer.iteration} ({trainer.frames} frames)")

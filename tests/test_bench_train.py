@@ -20,7 +20,7 @@ def test_bench_train_smoke(tmp_path):
     cmd = [sys.executable, os.path.join(REPO, "benchmarks", "bench_train.py"), "--threshold=-1e9",
            "--eval-interval", "20", "--max-minutes", "1", "--quiet", "--json", str(out_json), "--png", str(out_png)]
     for item in ("train.random_steps=10", "train.learning_starts=10", "train.batch_size=16",
-                 "train.replay_size_per_env=1000"):
+                 "train.replay_size_per_env=1000", "train.compile=False"):  # a few steps: compiling would dominate
         cmd += ["--override", item]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -123,6 +123,14 @@ def test_resolve_compile(setting, device, expected):
     assert resolve_compile(setting, torch.device(device)) is expected
 
 
+def test_auto_compiles_long_cpu_runs_only():
+    from meow_isaac.compile import CPU_AUTO_COMPILE_UPDATES as n
+
+    assert resolve_compile("auto", CPU, n) and not resolve_compile("auto", CPU, n - 1)
+    assert not resolve_compile("auto", CPU, None) and not resolve_compile("False", CPU, 10 * n)
+    assert resolve_compile("auto", torch.device("cuda"), 0)
+
+
 @pytest.mark.parametrize("key,value", [("compile", "sometimes"), ("amp", "fp16"), ("amp", "bfloat16")])
 def test_bad_compile_and_amp_values_name_key_and_choices(key, value):
     with pytest.raises(ConfigError, match=f"train.{key}={value!r}; accepted: "):

@@ -18,7 +18,8 @@ CLI = [sys.executable, os.path.join(REPO, "runner.py")]
 
 
 def test_sigterm_checkpoints_exits_3_and_auto_resume_matches_uninterrupted(tmp_path):
-    args = SMALL + ["experiment=pre", "train.save_replay=True", "train.eval_interval=0"]
+    args = SMALL + ["experiment=pre", "train.save_replay=True", "train.eval_interval=0",
+                    "train.compile=False"]  # 100000 iterations would compile (auto on CPU) before the first checkpoint
     proc = subprocess.Popen(CLI + args + ["max_iterations=100000"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     ckpt = tmp_path / "runs" / "pre" / "nn" / "pre.pth"

@@ -16,7 +16,7 @@ def test_soak_writes_csv_png_and_summary(tmp_path):
          "--minutes", "0.05", "--interval", "0.5", "--replay-slots", "100", "--out", str(out),
          "--run-root", str(tmp_path), "--",
          "train.random_steps=50", "train.learning_starts=50", "train.batch_size=64", "train.log_interval=50",
-         "train.eval_interval=0"],
+         "train.eval_interval=0", "train.compile=False"],  # an endless run would compile (auto) for 20-70 s
         cwd=REPO, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "run exit code 3" in proc.stdout  # SIGTERM -> checkpoint -> exit 3, the clean stop

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -10,8 +10,10 @@ from meow_isaac.agents.base import Agent
 from meow_isaac.config import ALGOS
 
 
-def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) -> Agent:
-    """Build the agent named by ``cfg.algo`` from a :class:`~meow_isaac.config.TrainConfig`.
+def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any,
+               planned_updates: Optional[int] = None) -> Agent:
+    """Build the agent named by ``cfg.algo`` from a :class:`~meow_isaac.config.TrainConfig`; ``planned_updates``
+    (the updates the run will make; None = unknown) decides MEow's ``train.compile=auto`` on CPU.
 
     Raises:
         ValueError: unknown ``cfg.algo``.
@@ -22,7 +24,8 @@ def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any) ->
         return MEowAgent(obs_dim, action_dim, device, alpha=cfg.alpha, tau=cfg.tau, gamma=cfg.gamma,
                          learning_rate=cfg.learning_rate, grad_norm=cfg.grad_norm, sigma_max=cfg.sigma_max,
                          sigma_min=cfg.sigma_min, normalize_input=cfg.normalize_input, two_pass=cfg.two_pass,
-                         dropout=cfg.dropout, compile=cfg.compile, amp=cfg.amp)
+                         dropout=cfg.dropout, compile=cfg.compile, amp=cfg.amp,
+                         planned_updates=planned_updates)
     if cfg.algo == "sac":
         from meow_isaac.agents.sac import SACAgent
 

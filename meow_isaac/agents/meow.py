@@ -84,10 +84,12 @@ class MEowAgent(nn.Module):
         normalize_input: use the running observation normaliser; two_pass: reference formulation (see
         :func:`meow_loss`); dropout: coupling dropout.
         compile: ``auto`` | ``True`` | ``False`` (``train.compile``, :mod:`meow_isaac.compile`): compile the loss
-            (forward and backward) and the acting path; ``auto`` = only on CUDA (CUDA graphs). On CPU the whole
+            (forward and backward) and the acting path; ``auto`` = on CUDA (CUDA graphs), and on CPU when
+            ``planned_updates`` reaches :data:`~meow_isaac.compile.CPU_AUTO_COMPILE_UPDATES`. On CPU the whole
             update (loss, gradient, clipping, Adam, Polyak) is compiled as one graph
             (:mod:`meow_isaac.agents.fused_step`), except under torchrun or with ``two_pass``.
         amp: ``none`` | ``bf16``: bf16 autocast of the loss (parameters, Adam and the target stay float32).
+        planned_updates: updates the run will make (for ``compile=auto`` on CPU); None = unknown.
 
     Raises:
         ValueError: non-positive alpha/learning_rate/grad_norm, tau/gamma outside ``[0, 1]``, or an unknown
@@ -97,7 +99,8 @@ class MEowAgent(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, device: torch.device, alpha: float = 0.2,
                  tau: float = 0.005, gamma: float = 0.99, learning_rate: float = 1e-3, grad_norm: float = 30.0,
                  sigma_max: float = -0.3, sigma_min: float = -5.0, normalize_input: bool = False,
-                 two_pass: bool = False, dropout: float = 0.1, compile: Any = "auto", amp: str = "none") -> None:
+                 two_pass: bool = False, dropout: float = 0.1, compile: Any = "auto", amp: str = "none",
+                 planned_updates: Optional[int] = None) -> None:
         super().__init__()
         for key, value in (("alpha", alpha), ("learning_rate", learning_rate), ("grad_norm", grad_norm)):
             if not value > 0:
@@ -118,7 +121,7 @@ class MEowAgent(nn.Module):
         self.device, self.amp = torch.device(device), str(amp)
         autocast(self.amp, self.device)  # validates amp
         warn_if_bf16_is_emulated(self.amp, self.device)
-        self.compiled = resolve_compile(compile, self.device)
+        self.compiled = resolve_compile(compile, self.device, planned_updates)
         self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss") if self.compiled else meow_loss
         self._act_fn = Compiled(self._act, self.device, "the acting path") if self.compiled else self._act
         self._fused = self._make_fused()
