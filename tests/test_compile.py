@@ -232,3 +232,18 @@ def test_fused_update_still_follows_changed_hyperparameters_and_other_agents():
     torch.testing.assert_close(m_fused["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
     _assert_same_state(small_fused, small_eager)
     assert fused._fused.active and small_fused._fused.active
+
+
+def test_compiled_loss_path_with_dropped_module_guards_matches_eager():
+    """The unfused compiled path (CUDA's, and the CPU's under torchrun or two_pass) compiles ``meow_loss`` with its
+    guards on the policy and target modules dropped: it must still match eager, before and after alpha changes."""
+    torch._dynamo.reset()
+    eager, compiled = _agent(compile=False, two_pass=True), _agent(compile=True, two_pass=True)
+    assert compiled._fused is None and isinstance(compiled._loss_fn, Compiled)
+    for step in range(3):
+        if step == 2:
+            eager.alpha = compiled.alpha = 0.9
+        m_eager, m_comp = _update_at_seed(eager, _batch(step), step), _update_at_seed(compiled, _batch(step), step)
+        torch.testing.assert_close(m_comp["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
+    _assert_same_state(compiled, eager)
+    assert compiled._loss_fn.active

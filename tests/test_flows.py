@@ -227,3 +227,19 @@ def test_bit_dropout_predraw_refills_the_same_buffer():
     assert len(values) == 2 and values[0] == 0.0 and math.isclose(float(values[1]), 1 / 0.75, rel_tol=1e-6)
     layer.predraw(32)
     assert layer.keep_scale is not buffer and layer.keep_scale.numel() == 32
+
+
+def test_generate_ignores_dropout_in_train_mode_and_act_leaves_the_mode_alone():
+    torch.manual_seed(0)
+    flow = EBFlowPolicy(obs_dim=4, action_dim=2, dropout=0.5)
+    obs, z0 = torch.randn(32, 4), torch.randn(32, 2)
+    for p in flow.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    expected = flow.eval()(obs, z0)
+    flow.train()
+    torch.testing.assert_close(flow.generate(obs, z0), expected)
+    assert not torch.allclose(flow(obs, z0), expected)  # forward in train mode does apply dropout (p=0.5)
+    agent = MEowAgent(4, 2, torch.device("cpu"), dropout=0.5)
+    agent.policy.train()
+    agent.act(obs)
+    assert agent.policy.training and all(m.training for m in agent.policy.modules())

@@ -53,6 +53,14 @@ def meow_loss(policy: EBFlowPolicy, target: EBFlowPolicy, batch: Batch, alpha: f
     return loss, metrics
 
 
+def flow_action(normalizer: RunningObsNormalizer, policy: EBFlowPolicy, obs: torch.Tensor,
+                z0: torch.Tensor) -> torch.Tensor:
+    """The flow's action ``(N, action_dim)`` for raw ``obs (N, obs_dim)`` and noise ``z0 (N, action_dim)`` (the
+    function :meth:`MEowAgent.act` compiles; a plain function of its modules, so that the compiled copy can drop
+    the guards on them: ``Compiled(fixed_args=)``)."""
+    return policy.generate(normalizer(obs), z0)
+
+
 class DeterministicFlowActor(nn.Module):
     """``obs (B, obs_dim)`` (normalised) -> the flow's deterministic action ``(B, action_dim)``."""
 
@@ -62,7 +70,7 @@ class DeterministicFlowActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         z0 = torch.zeros(obs.shape[0], self.policy.action_dim, dtype=obs.dtype, device=obs.device)
-        return self.policy(obs, z0)
+        return self.policy.generate(obs, z0)
 
 
 def make_adam(params: List[nn.Parameter], learning_rate: float) -> torch.optim.Adam:
@@ -122,8 +130,10 @@ class MEowAgent(nn.Module):
         autocast(self.amp, self.device)  # validates amp
         warn_if_bf16_is_emulated(self.amp, self.device)
         self.compiled = resolve_compile(compile, self.device, planned_updates)
-        self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss") if self.compiled else meow_loss
-        self._act_fn = Compiled(self._act, self.device, "the acting path") if self.compiled else self._act
+        self._loss_fn = Compiled(meow_loss, self.device, "the MEow loss", fixed_args=("policy", "target")) \
+            if self.compiled else meow_loss
+        self._act_fn = Compiled(flow_action, self.device, "the acting path", fixed_args=("normalizer", "policy"),
+                                cpp_wrapper=True) if self.compiled else flow_action
         self._fused = self._make_fused()
 
     def _make_fused(self) -> Optional[FusedUpdate]:
@@ -154,22 +164,16 @@ class MEowAgent(nn.Module):
             self._fused = self._make_fused()
         return self
 
-    def _act(self, obs: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
-        return self.policy(self.normalizer(obs), z0)
-
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions ``(N, action_dim)`` in ``(-1, 1)`` for raw observations ``(N, obs_dim)``.
 
-        The policy acts in eval mode (no coupling dropout); stochasticity comes from ``z0`` only.
+        The policy acts without coupling dropout (:meth:`EBFlowPolicy.generate`, eval-mode semantics, whatever
+        the module's mode); stochasticity comes from ``z0`` only.
         """
-        was_training = self.policy.training
-        self.policy.eval()
         shape = (obs.shape[0], self.policy.action_dim)
         z0 = torch.zeros(shape, device=obs.device) if deterministic else torch.randn(shape, device=obs.device)
-        action = self._act_fn(obs, z0)
-        self.policy.train(was_training)
-        return action
+        return self._act_fn(self.normalizer, self.policy, obs, z0)
 
     def update(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """One gradient step on a raw-observation minibatch, then the Polyak update. No host sync.
@@ -182,7 +186,7 @@ class MEowAgent(nn.Module):
         ``values/q``, ``values/target_v``, ``values/target_y``, ``faults/update_skipped``).
         """
         batch = batch._replace(obs=self.normalizer(batch.obs), next_obs=self.normalizer(batch.next_obs))
-        if not self.policy.training:  # act() leaves it as it found it; train() walks all 40 submodules
+        if not self.policy.training:  # act() does not switch modes; train() walks all 40 submodules
             self.policy.train()
         if self._fused is not None and self._fused.active and self.world_size == 1 \
                 and supports_fused(self.optimizer, self._flat) is None:
