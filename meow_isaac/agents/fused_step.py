@@ -137,7 +137,8 @@ def supports_fused(optimizer: torch.optim.Optimizer, flat: FlatParams) -> Option
 
 class FusedUpdate:
     """``torch.compile`` (:class:`~meow_isaac.compile.Compiled`) of :func:`fused_meow_update` bound to an
-    agent's networks and flat buffers.
+    agent's networks and flat buffers: a private copy per instance with dynamo's guards on the fixed arguments
+    (``loss_module``, ``names``, ``views``) dropped and inductor's C++ wrapper (``benchmarks/README.md``, 2026-12-03).
 
     Module hooks on the policy's parameters do not run (the gradient is taken with ``torch.func``).
 
