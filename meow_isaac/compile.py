@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import time
 import types
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, TypeVar, Union
 
@@ -144,6 +145,7 @@ class Compiled:
             options["triton.cudagraphs"], mode = True, None  # what mode="reduce-overhead" sets
         self.compiled: Optional[Callable[..., Any]] = torch.compile(
             target, mode=mode, dynamic=False, options=options or None)
+        self.called = False  # the first call compiles (and says so)
 
     @property
     def active(self) -> bool:
@@ -156,8 +158,16 @@ class Compiled:
         mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)  # torch >= 2.1
         if self.cuda and mark_step is not None:
             mark_step()
+        first = not self.called
+        if first:  # the first call compiles: tens of seconds on a CPU, so say so before the run seems to hang
+            print(f"[meow-isaac] train.compile: compiling {self.name} (first call; 20-70 s on a CPU)", flush=True)
+            self.called, start = True, time.perf_counter()
         try:
-            return self.compiled(*args, **kwargs)
+            out = self.compiled(*args, **kwargs)
+            if first:
+                print(f"[meow-isaac] train.compile: {self.name} compiled in {time.perf_counter() - start:.1f} s",
+                      flush=True)
+            return out
         except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager, once, loudly
             if not _is_compile_failure(err):
                 raise
