@@ -11,8 +11,9 @@ exact V uses only its sigma network and shift heads (no coupling pass); foreach 
 ``FlowPolicy.get_qv`` / ``get_v`` and ``nf/flows.py`` ``CondScaling.get_qv``, GitHub ``ChienFeng-hub/meow``):
 
 * Q: the batch is concatenated with itself; the *whole* inverse flow (atanh, the 4 couplings, sigma network)
-  runs on the 2B rows, each coupling network on ``cat(m*u, s)`` (:func:`reference_inverse`). As in ``CondScaling.get_qv``, head 1 and head 2 each run on the first B states and
-  head j's shift is added to half j, so Q_1 comes from rows [0, B) and Q_2 from rows [B, 2B).
+  runs on the 2B rows, each coupling network on ``cat(m*u, s)`` (:func:`reference_inverse`). As in
+  ``CondScaling.get_qv``, head 1 and head 2 each run on the first B states and head j's shift is added to half
+  j, so Q_1 comes from rows [0, B) and Q_2 from rows [B, 2B).
 * Target V: ``get_v`` on ``cat(s', s')``: the whole target flow is inverted at a zero action (its coupling
   output is computed and then unused: V depends only on sigma(s') and the heads), then ``min`` of the halves.
 * ``F.mse_loss`` over the 2B rows, ``loss[loss != loss] = 0`` (NaN zeroing), ``Adam(foreach=False)``
@@ -43,7 +44,7 @@ from torch import nn
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
 from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_memory
-from meow_isaac.flows import ACTION_CLAMP, EPS, BitDropout, EBFlowPolicy
+from meow_isaac.flows import BitDropout, EBFlowPolicy, unsquash
 from meow_isaac.replay import Batch, ReplayBuffer
 
 # name: (obs_dim, action_dim, alpha, tau) -- MuJoCo Hopper-v4 / Humanoid-v4 sizes and reference hyperparameters
@@ -78,12 +79,11 @@ def reference_inverse(net: EBFlowPolicy, obs: torch.Tensor, action: torch.Tensor
     """``EBFlowPolicy.inverse`` computed as the reference computes its flow: each coupling network on
     ``cat(m*u, s)`` in turn, the sigma network on ``s`` (ours runs the observation part of all those first layers as
     one matmul, :meth:`EBFlowPolicy.obs_features`). Returns ``z0, log_sigma, log_det_tanh``."""
-    a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
-    u = torch.atanh(a)
+    u, log_det_tanh = unsquash(action)
     for layer in reversed(net.couplings):
         u = layer.inverse(u, obs)
     log_sigma = net.log_sigma(obs)
-    return u * torch.exp(-log_sigma), log_sigma, -torch.log(1.0 - a.square() + EPS).sum(-1)
+    return u * torch.exp(-log_sigma), log_sigma, log_det_tanh
 
 
 def reference_qv(net: EBFlowPolicy, obs2: torch.Tensor, act2: torch.Tensor, alpha: float):

@@ -159,8 +159,8 @@ class Compiled:
         if self.cuda and mark_step is not None:
             mark_step()
         first = not self.called
-        if first:  # the first call compiles: tens of seconds on a CPU, so say so before the run seems to hang
-            print(f"[meow-isaac] train.compile: compiling {self.name} (first call; 20-70 s on a CPU)", flush=True)
+        if first:  # the first call compiles: tens of seconds, so say so before the run seems to hang
+            print(f"[meow-isaac] train.compile: compiling {self.name} (first call; tens of seconds)", flush=True)
             self.called, start = True, time.perf_counter()
         try:
             out = self.compiled(*args, **kwargs)

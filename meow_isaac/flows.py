@@ -38,6 +38,13 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
+def unsquash(action: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Invert the ``tanh`` squashing: ``u = atanh(a)`` ``(B, d)`` (``a`` clamped to ``+-ACTION_CLAMP``) and its
+    log-Jacobian ``-sum_i log(1 - a_i^2 + eps)`` ``(B,)`` (spec section 2.3)."""
+    a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
+    return torch.atanh(a), -torch.log(1.0 - a.square() + EPS).sum(-1)
+
+
 def _random_words(n: int, device: torch.device) -> torch.Tensor:
     """``(n,)`` int16: the 16-bit slices of ``ceil(n / 4)`` uniform 64-bit random words (global RNG)."""
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
@@ -71,10 +78,10 @@ class BitDropout(nn.Module):
     batch 256: 1.04-1.09x on the Hopper-sized network, no change on the Humanoid-sized one;
     ``benchmarks/README.md``). Under ``torch.compile`` the mask comes from the same eager draw: made before the
     pass by :meth:`predraw` (the MEow agent does this before each compiled update) into a float32 buffer that keeps
-    its identity from call to call, and multiplied in inside the graph, or, without a predraw, through the opaque custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4;
-    about 130 us per layer per call, 1.04-1.12x slower for the whole compiled 256-row update). Inductor's own
-    CPU random numbers (``F.dropout`` traced) cost about 2.7 ms of a compiled 256-row Hopper-sized update,
-    three times the fused kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is
+    its identity from call to call, and multiplied in inside the graph, or, without a predraw, through the opaque
+    custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4; about 130 us per layer per call, 1.04-1.12x slower for
+    the whole compiled 256-row update). Inductor's own CPU random numbers (``F.dropout`` traced) cost about 2.7 ms
+    of a compiled 256-row Hopper-sized update, three times the fused kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is
     already fast) and when compiling on torch < 2.4 it is ``F.dropout``.
 
     Raises:
@@ -208,6 +215,15 @@ class ShiftHeads(nn.Module):
         return out.transpose(0, 1)
 
 
+def mlp_after_first(net: nn.Sequential, h: torch.Tensor, dropout: bool = True) -> torch.Tensor:
+    """The layers of an :func:`mlp` after its first ``Linear``, applied to that layer's output ``h`` (what
+    :meth:`EBFlowPolicy.obs_features` gives); ``dropout=False`` skips its dropout layers whatever the mode."""
+    for module in list(net)[1:]:
+        if dropout or not isinstance(module, (BitDropout, nn.Dropout)):
+            h = module(h)
+    return h
+
+
 class AdditiveCoupling(nn.Module):
     """Conditional additive coupling ``u <- m*u + (1-m)*(u + t(m*u, s))`` (volume preserving, log|det| = 0).
 
@@ -252,16 +268,8 @@ class AdditiveCoupling(nn.Module):
         """:meth:`shift` given ``obs_features = s W1[:, d:]^T + b1`` ``(B, hidden)`` (computed for all couplings
         at once by :meth:`EBFlowPolicy.obs_features`): the same function, split at the first layer.
         ``dropout=False`` skips the dropout layers whatever the module's mode (as in eval mode)."""
-        first = self.net[0]
-        h = obs_features + F.linear(self.mask * u, first.weight[:, :self.mask.numel()])
-        for module in self._after_first:
-            if dropout or not isinstance(module, (BitDropout, nn.Dropout)):
-                h = module(h)
-        return (1.0 - self.mask) * h
-
-    @property
-    def _after_first(self) -> List[nn.Module]:
-        return list(self.net)[1:]
+        h = obs_features + F.linear(self.mask * u, self.net[0].weight[:, :self.mask.numel()])
+        return (1.0 - self.mask) * mlp_after_first(self.net, h, dropout)
 
     def forward(self, u: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Generation direction ``z -> a``."""
@@ -337,16 +345,13 @@ class EBFlowPolicy(nn.Module):
         network to ``cat(m*u, s)``, up to float rounding.
         """
         firsts = [self.sigma_net[0]] + [coupling.net[0] for coupling in self.couplings]
-        weight = torch.cat([self.sigma_net[0].weight] + [coupling.obs_weight() for coupling in self.couplings])
+        weight = torch.cat([firsts[0].weight] + [coupling.obs_weight() for coupling in self.couplings])
         bias = torch.cat([layer.bias for layer in firsts])
         return torch.split(F.linear(obs, weight, bias), [layer.out_features for layer in firsts], dim=-1)
 
     def _log_sigma_from_features(self, sigma_features: torch.Tensor) -> torch.Tensor:
         """:meth:`log_sigma` from the sigma network's first-layer output (:meth:`obs_features`)."""
-        h = sigma_features
-        for module in list(self.sigma_net)[1:]:
-            h = module(h)
-        return self._bound_log_sigma(h)
+        return self._bound_log_sigma(mlp_after_first(self.sigma_net, sigma_features))
 
     def reward_shifts(self, obs: torch.Tensor) -> torch.Tensor:
         """Learnable reward shifts ``b_j(s)`` of both heads: ``(B, 2)`` (paper Sec. 3.3)."""
@@ -396,15 +401,12 @@ class EBFlowPolicy(nn.Module):
             ``z0`` ``(B, d)``; ``log_sigma`` ``(B, d)``; ``log_det_tanh = -sum_i log(1 - a_i^2 + eps)`` ``(B,)``
             (the log-Jacobian of ``atanh``, spec section 2.3).
         """
-        a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
-        u = torch.atanh(a)
+        u, log_det_tanh = unsquash(action)
         sigma_features, *coupling_features = self.obs_features(obs)
         for layer, features in zip(reversed(self.couplings), reversed(coupling_features)):
             u = u - layer.shift_from_obs_features(u, features)
         log_sigma = self._log_sigma_from_features(sigma_features)
-        z0 = u * torch.exp(-log_sigma)
-        log_det_tanh = -torch.log(1.0 - a.square() + EPS).sum(-1)
-        return z0, log_sigma, log_det_tanh
+        return u * torch.exp(-log_sigma), log_sigma, log_det_tanh
 
     def soft_q(self, obs: torch.Tensor, action: torch.Tensor, alpha: float) -> torch.Tensor:
         """Soft Q of both heads ``(B, 2)`` from **one** flow pass (paper Eq. 11 with LRS, spec section 3)."""
