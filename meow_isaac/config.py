@@ -71,7 +71,7 @@ class TrainConfig:
     save_interval: int = 10000         # vectorised steps between 'last' checkpoints
     save_replay: bool = False          # store the replay buffer in checkpoints (exact resume of the data)
     max_bad_updates: int = 100         # stop (checkpoint, exit 4) after this many consecutive skipped NaN/Inf updates
-    compile: str = "auto"              # MEow only: compile update + acting: auto (CUDA; CPU >= 50k updates) | True | False
+    compile: str = "auto"              # MEow only: compile: auto (CUDA; CPU >= 50k updates) | True | False
     amp: str = "none"                  # MEow only: none | bf16 (autocast of the loss)
     overlap_env: bool = False          # CPU env + CPU device: step physics on a worker thread during the update
 

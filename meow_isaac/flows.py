@@ -81,8 +81,8 @@ class BitDropout(nn.Module):
     its identity from call to call, and multiplied in inside the graph, or, without a predraw, through the opaque
     custom op ``meow_isaac::bit_keep_mask`` (torch >= 2.4; about 130 us per layer per call, 1.04-1.12x slower for
     the whole compiled 256-row update). Inductor's own CPU random numbers (``F.dropout`` traced) cost about 2.7 ms
-    of a compiled 256-row Hopper-sized update, three times the fused kernels of the rest of the loss. On other devices (CUDA's fused Philox kernel is
-    already fast) and when compiling on torch < 2.4 it is ``F.dropout``.
+    of a compiled 256-row Hopper-sized update, three times the fused kernels of the rest of the loss. On other
+    devices (CUDA's fused Philox kernel is already fast) and when compiling on torch < 2.4 it is ``F.dropout``.
 
     Raises:
         ValueError: ``p`` outside ``[0, 1)``.
