@@ -127,12 +127,16 @@ class Compiled:
         cpp_wrapper: on CPU, inductor's C++ wrapper (``cpp_wrapper``) instead of its Python one: the ~100 kernel
             and matmul calls of a graph are made from C++ (0.3-0.4 ms less per MEow update on this project's CPU;
             compiling takes longer).
+        cudagraphs: on CUDA, run the compiled graphs as CUDA graphs (``reduce-overhead``, the default); False:
+            inductor's kernels launched one by one (``benchmarks/bench_update.py``'s ``compiled_nograph`` variant
+            measures what the CUDA graphs add). No effect on CPU.
     """
 
     def __init__(self, fn: Callable[..., Any], device: torch.device, name: str, fixed_args: Sequence[str] = (),
-                 cpp_wrapper: bool = False) -> None:
+                 cpp_wrapper: bool = False, cudagraphs: bool = True) -> None:
         self.fn, self.name = fn, name
         self.cuda = torch.device(device).type == "cuda"
+        self.cudagraphs = self.cuda and bool(cudagraphs)
         options: Dict[str, Any] = {}
         target = fn
         if fixed_args and GUARD_FILTER_SUPPORTED:
@@ -140,7 +144,7 @@ class Compiled:
             options["guard_filter_fn"] = guards_without(fixed_args)
         if cpp_wrapper and not self.cuda:
             options["cpp_wrapper"] = True
-        mode = "reduce-overhead" if self.cuda else None
+        mode = "reduce-overhead" if self.cudagraphs else None
         if options and mode is not None:  # torch.compile takes a mode or options, not both
             options["triton.cudagraphs"], mode = True, None  # what mode="reduce-overhead" sets
         self.compiled: Optional[Callable[..., Any]] = torch.compile(
@@ -156,7 +160,7 @@ class Compiled:
         if self.compiled is None:
             return self.fn(*args, **kwargs)
         mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)  # torch >= 2.1
-        if self.cuda and mark_step is not None:
+        if self.cudagraphs and mark_step is not None:
             mark_step()
         first = not self.called
         if first:  # the first call compiles: tens of seconds, so say so before the run seems to hang
