@@ -247,3 +247,13 @@ def test_compiled_loss_path_with_dropped_module_guards_matches_eager():
         torch.testing.assert_close(m_comp["losses/loss"], m_eager["losses/loss"], rtol=1e-4, atol=1e-5)
     _assert_same_state(compiled, eager)
     assert compiled._loss_fn.active
+
+
+def test_cuda_graphs_are_on_by_default_on_cuda_and_can_be_turned_off():
+    """``Compiled(cudagraphs=False)`` (bench_update's ``compiled_nograph``): the same compiled code without CUDA graphs;
+    nothing compiles before the first call, so this runs without a GPU."""
+    cuda = torch.device("cuda")
+    assert Compiled(lambda x: x, cuda, "f").cudagraphs
+    assert not Compiled(lambda x: x, cuda, "f", cudagraphs=False).cudagraphs
+    assert not Compiled(lambda x: x, cuda, "f", fixed_args=("x",), cudagraphs=False).cudagraphs
+    assert not Compiled(lambda x: x, CPU, "f").cudagraphs  # no CUDA graphs on CPU, whatever the flag
