@@ -328,7 +328,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def print_summary(report: Dict[str, Any], work: Path) -> None:
     info = report["machine"]
     lines = ["", "=" * 100,
-             f"gpu_check --{report['mode']}: {info.get('gpu') or 'no GPU'} | {info.get('nvidia_smi') or 'nvidia-smi: -'}",
+             f"gpu_check --{report['mode']}: {info.get('gpu') or 'no GPU'} | "
+             f"{info.get('nvidia_smi') or 'nvidia-smi: -'}",
              f"python {info.get('python')} torch {info.get('torch')} CUDA {info.get('cuda_runtime')} | git "
              f"{info.get('git')}{' (dirty)' if info.get('git_dirty') else ''} | {report['total_s']:.0f} s of the "
              f"{report['budget_s']} s budget"]
@@ -357,7 +358,8 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
         for r in report["update"]:
             cells = [f"{k[:-3]} {r[k]:.3f} ({r[k[:-3] + '_ratio']:.1f}x)" for k in r
                      if k.endswith("_ms") and k != "reference_ms"]
-            lines.append(f"  {r['size']:8s} B={r['batch']:<6d} reference {r['reference_ms']:.3f} | " + " | ".join(cells))
+            lines.append(f"  {r['size']:8s} B={r['batch']:<6d} reference {r['reference_ms']:.3f} | "
+                         + " | ".join(cells))
         at256 = [r.get("compiled_ratio") for r in report["update"] if r["batch"] == 256 and "compiled_ratio" in r]
         if at256:
             verdict = "met" if min(at256) >= TARGET_UPDATE_RATIO else "NOT met"

@@ -19,13 +19,15 @@
 # MEOW_CUDA_TESTS_ON_CPU=1, compiled variants are left out, the mjwarp stages use the embedded mujoco backend).
 #
 # Usage: bash benchmarks/gpu_check.sh [--cpu] [--out DIR] [--budget SECONDS] [--train-seconds S]
-#                                     [--stages a,b,...] [--wheels DIR]
+#                                     [--stages a,b,...] [--wheels DIR] [--keep-work]
+# --budget: seconds for everything (default 470 on the GPU, 300 with --cpu); each stage's limit is cut to what is
+# left, and while the training run is still to come its time is held back from the stages before it.
 # Environment: PYTHON (default python3, else python).
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO" || exit 2
 
-MODE=gpu OUT_DIR="${OUT:-}" BUDGET="" TRAIN_SECONDS="" STAGES="" WHEELS="$REPO/benchmarks/wheels"
+MODE=gpu OUT_DIR="${OUT:-}" BUDGET="" TRAIN_SECONDS="" STAGES="" WHEELS="$REPO/benchmarks/wheels" KEEP_WORK=0
 while (($#)); do
     case "$1" in
         --cpu) MODE=cpu ;;
@@ -34,9 +36,10 @@ while (($#)); do
         --train-seconds) TRAIN_SECONDS="$2"; shift ;;
         --stages) STAGES="$2"; shift ;;
         --wheels) WHEELS="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --keep-work) KEEP_WORK=1 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$1'; accepted: --cpu, --out DIR, --budget SECONDS," \
-                "--train-seconds S, --stages a,b,..., --wheels DIR" >&2; exit 2 ;;
+                "--train-seconds S, --stages a,b,..., --wheels DIR, --keep-work" >&2; exit 2 ;;
     esac
     shift
 done
@@ -67,6 +70,7 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 START=$(date +%s)
 DEADLINE=$((START + BUDGET))
 RESERVE=8   # seconds kept for the report
+HOLD=0      # seconds held back for the training run while it is still to come
 : >"$WORK/stages.tsv"
 
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$WORK/stages.tsv"; }
@@ -75,9 +79,9 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$WORK/stages.tsv"; }
 # OK_RC (default "0") lists the exit codes that count as ok.
 stage() {
     local name=$1 limit=$2; shift 2
-    local left=$((DEADLINE - $(date +%s) - RESERVE))
+    local left=$((DEADLINE - $(date +%s) - RESERVE - HOLD))
     if ((left < 10)); then
-        record "$name" skipped 0 0 0 "no time left in the ${BUDGET} s budget"
+        record "$name" skipped 0 0 0 "no time left in the ${BUDGET} s budget$( ((HOLD)) && echo " (${HOLD} s held for train)")"
         echo "[gpu_check] $name: skipped (no time left in the ${BUDGET} s budget)"
         return 1
     fi
@@ -142,6 +146,9 @@ else
     PYTEST_ARGS=()
 fi
 
+# the training run's time is held back from the stages before it (it runs after the benchmarks)
+if wanted train && { [[ "$MODE" == cpu ]] || ((MJWARP)); }; then HOLD=$((TRAIN_SECONDS + 15)); fi
+
 # ---- pytest -m cuda
 if wanted pytest; then
     mapfile -t CUDA_FILES < <(grep -lE "pytest\.mark\.cuda|mark\.cuda\b" tests/test_*.py)
@@ -169,7 +176,8 @@ env_bench() {  # env_bench STAGE BACKEND LIMIT
     stage "$1" "$3" "$PY" benchmarks/bench_env.py "${args[@]}"
 }
 train_run() {
-    local seconds=$TRAIN_SECONDS left=$((DEADLINE - $(date +%s) - RESERVE - 40))
+    HOLD=0
+    local seconds=$TRAIN_SECONDS left=$((DEADLINE - $(date +%s) - RESERVE - 15))
     ((seconds > left)) && seconds=$left
     if ((seconds < 20)); then skip train "no time left in the ${BUDGET} s budget"; return; fi
     mkdir -p "$WORK/train"
@@ -179,7 +187,7 @@ train_run() {
     # SIGTERM at the time limit: the runner checkpoints and exits 3 (preempted), which is the planned end here
     (cd "$WORK/train" && OK_RC="0 3" TIMEOUT_OPTS="--preserve-status -s TERM -k 30" \
         NOTE="stopped by SIGTERM after ${seconds} s or at max_iterations (exit 3 = checkpointed and stopped)" \
-        stage train $((seconds + 35)) "${cmd[@]}")
+        stage train $((seconds + 15)) "${cmd[@]}")
 }
 if [[ "$MODE" == cpu ]]; then
     wanted env_mjwarp && env_bench env_mjwarp mujoco 60  # the embedded backend stands in for mjwarp on the CPU
@@ -200,5 +208,6 @@ fi
     --budget "$BUDGET"
 rc=$?
 FAILED=$(awk -F'\t' '$2 == "failed" || $2 == "timeout" {printf "%s ", $1}' "$WORK/stages.tsv")
-echo "[gpu_check] done in $(($(date +%s) - START)) s; work folder $WORK${FAILED:+; not ok: $FAILED}"
+if ((KEEP_WORK)); then KEPT="; work folder $WORK"; else rm -rf "$WORK"; KEPT=""; fi
+echo "[gpu_check] done in $(($(date +%s) - START)) s${KEPT}${FAILED:+; not ok: $FAILED}"
 ((rc == 0)) && [[ -z "$FAILED" ]]
