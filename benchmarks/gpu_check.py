@@ -335,7 +335,7 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
              f"{report['budget_s']} s budget"]
     lines.append("stages: " + "  ".join(f"{s['name']} {s['status']} {s['seconds']:.0f}s" for s in report["stages"]))
     for s in report["stages"]:
-        if s["status"] not in ("ok",):
+        if s["status"] != "ok" and not s["note"].startswith(("mjwarp unavailable", "--cpu:")):
             log = work / f"{s['name']}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.is_file() else []
             lines.append(f"  {s['name']}: {s['status']} {s['note']} " + " | ".join(t[:140] for t in tail))
