@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -257,6 +258,11 @@ def _train(work: Path) -> Optional[Dict[str, Any]]:
         out.update(first_eval=evals[0], last_eval=evals[-1], best_eval=max(evals, key=lambda e: e["value"]))
     if series.get("performance/total_fps"):
         out["last_total_fps"] = series["performance/total_fps"][-1]["value"]
+    log = work / "train.log"
+    done = re.search(r"done: iteration (\d+), frames (\d+), updates (\d+)", log.read_text(errors="replace")) \
+        if log.is_file() else None
+    if done:
+        out.update(iterations=int(done.group(1)), frames=int(done.group(2)), updates=int(done.group(3)))
     return out
 
 
@@ -376,7 +382,7 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
             lines.append(f"  target >= {TARGET_TRANSITIONS:,} transitions/s at 4096 envs: "
                          f"{'met' if at4096[0] >= TARGET_TRANSITIONS else 'NOT met'} ({at4096[0]:,.0f})")
     for name, data in (report.get("env") or {}).items():
-        rows = (data or {}).get("results", [])
+        rows = (data or {}).get("results") or (data or {}).get("rows") or []
         cells = []
         for r in rows:
             rates = {k: v for k, v in r.items() if k.endswith("_sps") and isinstance(v, (int, float))}
@@ -389,7 +395,9 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
         text = (f"first {train['first_eval']['value']:.1f} at {train['first_eval']['seconds']} s, last "
                 f"{train['last_eval']['value']:.1f} at {train['last_eval']['seconds']} s, best "
                 f"{train['best_eval']['value']:.1f}") if ev else "no evaluation logged"
-        lines.append(f"train: {ev} evaluations: {text}; total fps {_fmt(train.get('last_total_fps'), 0)}")
+        lines.append(f"train: {ev} evaluations: {text}; total fps {_fmt(train.get('last_total_fps'), 0)}; "
+                     f"{train.get('iterations', '-')} iterations, {train.get('frames', '-')} frames, "
+                     f"{train.get('updates', '-')} updates")
     lines.append(f"files: {', '.join(report['files'])}")
     lines.append("=" * 100)
     print("\n".join(lines))

