@@ -382,12 +382,14 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
             lines.append(f"  target >= {TARGET_TRANSITIONS:,} transitions/s at 4096 envs: "
                          f"{'met' if at4096[0] >= TARGET_TRANSITIONS else 'NOT met'} ({at4096[0]:,.0f})")
     for name, data in (report.get("env") or {}).items():
-        rows = (data or {}).get("results") or (data or {}).get("rows") or []
+        # bench_env.py writes {"meta", "results"} (embedded backend alone) or a list of rows (--backends)
+        rows = data if isinstance(data, list) else (data or {}).get("results") or (data or {}).get("rows") or []
         cells = []
-        for r in rows:
-            rates = {k: v for k, v in r.items() if k.endswith("_sps") and isinstance(v, (int, float))}
-            cells.append(f"{r.get('task')}/{r.get('backend', '')}/{r.get('num_envs')}: "
-                         + ",".join(f"{k[:-4]} {v:,.0f}" for k, v in rates.items()))
+        for r in rows if all(isinstance(r, dict) for r in rows) else []:
+            rates = {k: v for k, v in r.items() if k.endswith(("_sps", "steps_per_s")) and isinstance(v, (int, float))}
+            cells.append(f"{r.get('task')}/{r.get('backend', 'mujoco')}/{r.get('num_envs')}: "
+                         + ",".join(f"{k.replace('_sps', '').replace('steps_per_s', 'steps/s')} {v:,.0f}"
+                                    for k, v in rates.items()))
         lines.append(f"{name} (steps/s): " + ("; ".join(cells) if cells else "no results"))
     train = report.get("train")
     if train:
