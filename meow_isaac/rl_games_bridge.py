@@ -1,4 +1,8 @@
-"""Run MEow from an rl_games pipeline (the ``train.py`` of IsaacGymEnvs, OmniIsaacGymEnvs or Isaac Lab).
+"""Run MEow from an rl_games pipeline (IsaacGymEnvs' ``train.py``, OmniIsaacGymEnvs' ``rlgames_train.py``).
+
+Not Isaac Lab's rl_games ``train.py``: it takes the agent yaml from the task's ``rl_games_cfg_entry_point``
+and builds its ``Runner`` inside (README, "Running on Isaac"); on Isaac Lab use ``sim=isaaclab``. An Isaac Lab
+env registered by a script of one's own is still found and adapted (:func:`adapt_env`).
 
 rl_games' ``Runner`` builds agents and players by name (``isaac_api.md`` section 4.1). After the script
 creates its runner, one call adds MEow::
@@ -8,7 +12,7 @@ creates its runner, one call adds MEow::
     register_meow(runner)                         # algo_factory + player_factory builders named "meow"
     runner.load(rlg_config_dict); runner.reset(); runner.run({...})
 
-with a train config whose ``params.algo.name`` is ``meow`` (``cfg/rl_games/MEowAnt.yaml``). The env is
+with a train config whose ``params.algo.name`` is ``meow`` (``cfg/rl_games/AntMEow.yaml``). The env is
 created the rl_games way (``vecenv.create_vec_env(env_name, num_actors, **env_config)``, i.e. what the script
 registered with ``vecenv.register`` / ``env_configurations.register``); the framework env inside it is found
 by following ``.env`` attributes and wrapped in this package's adapter (IsaacGymEnvs ``VecTask``,
