@@ -33,7 +33,9 @@ setup(
         "wandb": ["wandb>=0.16"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
         "slurm": ["hydra-submitit-launcher>=1.2,<1.3", "submitit>=1.4,<2"],  # hydra/launcher=slurm
-        "rl_games": ["rl-games>=1.6"],  # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py)
+        # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py). Spelled as setuptools writes it in the
+        # metadata (`rl-games`): pip < 23.3 does not normalise a requested `.[rl_games]` and would install nothing.
+        "rl-games": ["rl-games>=1.6,<1.7"],
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

@@ -36,9 +36,16 @@ class CheckpointError(ConfigError):
 
 class CheckpointWriteError(RuntimeError):
     """Writing a checkpoint failed (disk full, unwritable folder) with ``checkpoint_error=stop``; the previous
-    checkpoint is intact. The runner prints the one-line message and exits with ``exit_code``."""
+    checkpoint is intact. The runner prints the one-line message and exits with ``exit_code``.
+
+    Under torchrun only rank 0 writes: it prints the line when the write fails, and every rank then stops at that
+    iteration's save point with a ``quiet`` one (nothing more printed), with the same exit code."""
 
     exit_code = 5
+
+    def __init__(self, message: str, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = bool(quiet)
 
 
 def check_checkpoint_error(value: Any) -> str:

@@ -1,4 +1,8 @@
-"""Run MEow from an rl_games pipeline (the ``train.py`` of IsaacGymEnvs, OmniIsaacGymEnvs or Isaac Lab).
+"""Run MEow from an rl_games pipeline (IsaacGymEnvs' ``train.py``, OmniIsaacGymEnvs' ``rlgames_train.py``).
+
+Not Isaac Lab's rl_games ``train.py``: it takes the agent yaml from the task's ``rl_games_cfg_entry_point``
+and builds its ``Runner`` inside (README, "Running on Isaac"); on Isaac Lab use ``sim=isaaclab``. An Isaac Lab
+env registered by a script of one's own is still found and adapted (:func:`adapt_env`).
 
 rl_games' ``Runner`` builds agents and players by name (``isaac_api.md`` section 4.1). After the script
 creates its runner, one call adds MEow::
@@ -8,7 +12,7 @@ creates its runner, one call adds MEow::
     register_meow(runner)                         # algo_factory + player_factory builders named "meow"
     runner.load(rlg_config_dict); runner.reset(); runner.run({...})
 
-with a train config whose ``params.algo.name`` is ``meow`` (``cfg/rl_games/MEowAnt.yaml``). The env is
+with a train config whose ``params.algo.name`` is ``meow`` (``cfg/rl_games/AntMEow.yaml``). The env is
 created the rl_games way (``vecenv.create_vec_env(env_name, num_actors, **env_config)``, i.e. what the script
 registered with ``vecenv.register`` / ``env_configurations.register``); the framework env inside it is found
 by following ``.env`` attributes and wrapped in this package's adapter (IsaacGymEnvs ``VecTask``,
@@ -19,17 +23,20 @@ buffer, checkpoints (``<train_dir>/<experiment>/nn/<name>.pth``) and TensorBoard
 
 Config (``params.config``): rl_games keys ``name``, ``env_name``, ``num_actors``, ``env_config``, ``device``,
 ``train_dir``, ``full_experiment_name``, ``max_epochs`` (vectorised steps: ``train.max_iterations``),
-``save_frequency`` (``train.save_interval``), ``reward_shaper`` (required by ``Runner``; ``scale_value``
-multiplies rewards); every ``cfg/train/*MEow.yaml`` key (``alpha``, ``tau``, ``batch_size``, ...); and
-``autoreset_mode`` / ``final_obs_fallback`` for :class:`RLGamesVecEnv`. ``torch_compile`` should be False
-(MEow compiles nothing; rl_games would wrap the unused ``model`` attribute). Other keys are ignored.
+``save_frequency`` (``train.save_interval``), ``reward_shaper`` (required by ``Runner``; applied in full as
+rl_games applies it: shift, scale, clip, log; :func:`reward_shaper`); every ``cfg/train/*MEow.yaml`` key
+(``alpha``, ``tau``, ``batch_size``, ...); and ``autoreset_mode`` / ``final_obs_fallback`` for
+:class:`RLGamesVecEnv`. ``torch_compile`` should be False (MEow compiles nothing; rl_games would wrap the unused
+``model`` attribute). Other keys are ignored. The ``sigma`` run argument is refused (:class:`_RLGamesModel`). The
+env belongs to the script that registered it: the bridge never closes it (:class:`_ScriptEnv`).
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -175,11 +182,49 @@ def make_env(config: Mapping[str, Any], device: torch.device) -> Any:
     return adapt_env(vec_env, device, config)
 
 
-class _Scaled:
-    """Multiplies rewards by rl_games' ``reward_shaper.scale_value`` (episode returns stay unscaled)."""
+SHAPER_KEYS = ("scale_value", "shift_value", "min_val", "max_val", "log_val", "is_torch")
 
-    def __init__(self, env: Any, scale: float) -> None:
-        self.env, self.scale = env, float(scale)
+
+def reward_shaper(config: Mapping[str, Any]) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """rl_games' ``reward_shaper`` (``common/tr_helpers.py`` ``DefaultRewardsShaper``, rl-games 1.6.5) as a torch
+    function, or None when it is the identity.
+
+    ``config["reward_shaper"]`` is a dict (before ``Runner.load``) or the ``DefaultRewardsShaper`` that
+    ``Runner.load_config`` made of it. Applied as rl_games does: ``r = (r + shift_value) * scale_value``, clamped
+    to ``[min_val, max_val]``, then ``log(r)`` when ``log_val``; ``is_torch`` only picks rl_games' array library.
+
+    Raises:
+        ValueError: a key other than ``SHAPER_KEYS`` in a dict shaper.
+    """
+    shaper = config.get("reward_shaper") or {}
+    if isinstance(shaper, Mapping):
+        unknown = sorted(set(shaper) - set(SHAPER_KEYS))
+        if unknown:
+            raise ValueError(f"reward_shaper keys {unknown} unknown; accepted: {list(SHAPER_KEYS)}")
+        get = shaper.get
+    else:
+        def get(key: str, default: Any) -> Any:
+            return getattr(shaper, key, default)
+    scale, shift = float(get("scale_value", 1.0)), float(get("shift_value", 0.0))
+    low, high, log = float(get("min_val", -math.inf)), float(get("max_val", math.inf)), bool(get("log_val", False))
+    if (scale, shift, low, high, log) == (1.0, 0.0, -math.inf, math.inf, False):
+        return None
+
+    def shape(reward: torch.Tensor) -> torch.Tensor:
+        reward = ((reward + shift) * scale).clamp(low, high)
+        return reward.log() if log else reward
+
+    return shape
+
+
+class _ScriptEnv:
+    """The env as the rl_games script made it: rewards shaped by ``reward_shaper`` (episode returns stay raw, as
+    rl_games reports them), and ``close()`` a no-op, because the script that created the env closes it
+    (OmniIsaacGymEnvs' ``rlgames_train.py`` and Isaac Lab's ``train.py`` call ``env.close()`` after
+    ``runner.run``; rl_games' own agents never close their env)."""
+
+    def __init__(self, env: Any, shaper: Optional[Callable[[torch.Tensor], torch.Tensor]]) -> None:
+        self.env, self.shaper = env, shaper
 
     def __getattr__(self, name: str) -> Any:
         if name == "env":
@@ -191,21 +236,37 @@ class _Scaled:
 
     def step(self, action: torch.Tensor) -> StepOut:
         out = self.env.step(action)
-        return out._replace(reward=out.reward * self.scale)
+        return out if self.shaper is None else out._replace(reward=self.shaper(out.reward))
 
     def close(self) -> None:
-        self.env.close()
+        """Nothing: the script owns the env."""
+
+
+class _RLGamesModel(torch.nn.Module):
+    """``agent.model`` / ``player.model`` as rl_games' ``Runner`` sees them: the MEow policy (what ``run_train``
+    would ``torch.compile``; MEow never calls it through this attribute).
+
+    rl_games' ``sigma`` run argument (``torch_runner._override_sigma``: ``agent.model.a2c_network.sigma.fill_``,
+    the fixed action std of its PPO network) has no MEow counterpart: the flow's prior scale is learned and
+    state-dependent. Reaching ``a2c_network`` therefore raises one clear error instead of an AttributeError.
+    """
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.policy(*args, **kwargs)
+
+    @property
+    def a2c_network(self) -> Any:
+        raise ValueError("a `sigma` override (rl_games' fixed action std of its PPO a2c_network) has no meaning "
+                         "for MEow, whose action scale is the flow's learned state-dependent prior: run without "
+                         "sigma (train.py --sigma / cfg.sigma)")
 
 
 def _device(config: Mapping[str, Any]) -> torch.device:
     return torch.device(config.get("device") or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-
-
-def _scale(config: Mapping[str, Any]) -> float:
-    shaper = config.get("reward_shaper")  # a dict, or rl_games' DefaultRewardsShaper after Runner.load
-    if isinstance(shaper, Mapping):
-        return float(shaper.get("scale_value", 1.0))
-    return float(getattr(shaper, "scale_value", 1.0))
 
 
 class MEowRLGamesAgent:
@@ -216,11 +277,10 @@ class MEowRLGamesAgent:
         self.config, self.device = config, _device(config)
         tcfg = train_config(config)
         env = make_env(config, self.device)
-        scale = _scale(config)
-        shared = SharedSim(_Scaled(env, scale) if scale != 1.0 else env)
+        shared = SharedSim(_ScriptEnv(env, reward_shaper(config)))
         self.env = shared.handle()
         self.agent = make_agent(env.obs_dim, env.action_dim, self.device, tcfg)
-        self.model = getattr(self.agent, "policy", None)  # what rl_games' run_train would torch.compile (unused)
+        self.model = _RLGamesModel(getattr(self.agent, "policy", None) or self.agent.actor)
         name = str(config.get("name", "MEow"))
         experiment = config.get("full_experiment_name") or f"{name}_{datetime.datetime.now():%d-%H-%M-%S}"
         self.run_dir = Path(config.get("train_dir", "runs")) / str(experiment)
@@ -247,9 +307,9 @@ class MEowRLGamesPlayer:
     def __init__(self, params: Dict[str, Any]) -> None:
         config = params["config"]
         self.device = _device(config)
-        self.env = make_env(config, self.device)
+        self.env = _ScriptEnv(make_env(config, self.device), None)
         self.agent = make_agent(self.env.obs_dim, self.env.action_dim, self.device, train_config(config))
-        self.model = getattr(self.agent, "policy", None)
+        self.model = _RLGamesModel(getattr(self.agent, "policy", None) or self.agent.actor)
         self.last_returns: Optional[torch.Tensor] = None
 
     def restore(self, fn: str) -> None:
@@ -258,10 +318,7 @@ class MEowRLGamesPlayer:
 
     def run(self) -> torch.Tensor:
         """One deterministic episode per env; prints and returns the ``(N,)`` returns."""
-        try:
-            self.last_returns = evaluate(self.agent, self.env)
-        finally:
-            self.env.close()
+        self.last_returns = evaluate(self.agent, self.env)
         print(f"[meow-isaac] rl_games play: mean return {float(self.last_returns.mean()):.2f} over "
               f"{self.last_returns.numel()} deterministic episodes")
         return self.last_returns

@@ -491,7 +491,12 @@ def _hydra_main(cfg: DictConfig) -> Optional[Dict[str, Any]]:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     except (NonFiniteUpdatesError, CheckpointWriteError) as err:  # exit 4 (last good state saved) / 5 (write failed)
-        print(f"error: {err}", file=sys.stderr)
+        if not getattr(err, "quiet", False):  # torchrun: rank 0 printed the line already, every rank stops
+            print(f"error: {err}", file=sys.stderr)
+        if getattr(err, "quiet", False):
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank raised at the same save point: leave together, after each one's cleanup
         sys.exit(err.exit_code)
     if result.get("preempted"):
         sys.exit(EXIT_PREEMPTED)

@@ -173,12 +173,16 @@ class Trainer:
                 self.record_video(f"iter_{self.iteration}")
             if self.iteration % cfg.save_interval == 0:
                 self.save(self.checkpoint_path("last"))
+            if self.iteration % cfg.save_interval == 0 or (cfg.eval_interval and
+                                                           self.iteration % cfg.eval_interval == 0):
+                self._stop_every_rank_on_write_error(bar, pool)
         bar.close()
         if pool is not None:
             pool.shutdown()
         if not self.stop_requested and self._last_eval_iteration != self.iteration:
             self.evaluate_and_save_best()
         self.save(self.checkpoint_path("last"))
+        self._stop_every_rank_on_write_error(bar, None)
         return scalars
 
     # ------------------------------------------------------------------ pieces
@@ -340,10 +344,11 @@ class Trainer:
         A write that fails with an OS error (disk full, file too large, unwritable folder) leaves the previous
         file at ``path`` intact and no temp file. ``self.checkpoint_error`` (config key ``checkpoint_error``)
         decides what follows: ``'warn'`` (default) prints one line on stderr (path, OS error) and returns, and
-        training goes on; ``'stop'`` raises.
+        training goes on; ``'stop'`` raises (under torchrun at the iteration's save point, on every rank:
+        :meth:`_stop_every_rank_on_write_error`).
 
         Raises:
-            CheckpointWriteError: the write failed and ``checkpoint_error='stop'``.
+            CheckpointWriteError: the write failed and ``checkpoint_error='stop'`` (single process).
         """
         if not self.is_main:
             return path
@@ -354,9 +359,38 @@ class Trainer:
                        f"{err.strerror or err}; " + ("the previous checkpoint file is intact" if Path(path).is_file()
                                                       else "no checkpoint file was written"))
             if getattr(self, "checkpoint_error", "warn") == "stop":
+                if _world_size() > 1:  # the line now (torchrun stops the other ranks as soon as one exits); every
+                    if getattr(self, "_write_error", None) is None:  # rank raises at this iteration's save point
+                        tqdm.write(f"error: {message}; stopped (checkpoint_error=stop)", file=sys.stderr)
+                        self._write_error = message
+                    return path
                 raise CheckpointWriteError(f"{message}; stopped (checkpoint_error=stop)") from err
             tqdm.write(f"[meow-isaac] error: {message}; training continues (checkpoint_error=warn)", file=sys.stderr)
             return path
+
+    def _stop_every_rank_on_write_error(self, bar: Any, pool: Optional[ThreadPoolExecutor]) -> None:
+        """Under torchrun, after the save points of an iteration (every rank reaches them at the same iteration):
+        one all-reduce tells every rank whether rank 0 failed a write with ``checkpoint_error=stop``; if so, all
+        ranks raise together a quiet error (rank 0 printed the one line when the write failed), so none is left
+        waiting in the next gradient all-reduce. Single process: nothing (``save`` raised already).
+
+        Raises:
+            CheckpointWriteError: a rank failed a checkpoint write with ``checkpoint_error=stop``.
+        """
+        if _world_size() <= 1:
+            return
+        import torch.distributed as dist
+
+        error = getattr(self, "_write_error", None)
+        failed = torch.tensor([0.0 if error is None else 1.0], device=self.device)
+        dist.all_reduce(failed)
+        if float(failed) == 0.0:  # one host read per save point, not per step
+            return
+        bar.close()
+        if pool is not None:
+            pool.shutdown()
+        raise CheckpointWriteError(error or f"rank {dist.get_rank()}: stopped at iteration {self.iteration}: rank 0 "
+                                   "could not write a checkpoint (checkpoint_error=stop)", quiet=True)
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (counters, nets, optimizer, RNG, replay if saved).
@@ -405,6 +439,13 @@ class Trainer:
                 env.close()
         if self.logger is not None:
             self.logger.close()
+
+
+def _world_size() -> int:
+    """Ranks of the torchrun process group (1 without one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _check_optimizer_shapes(agent: Any) -> None:

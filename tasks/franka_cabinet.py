@@ -8,6 +8,9 @@ Design (MuJoCo side):
     * The 9 Franka drives are MuJoCo position servos (arm kp 400 / kv 80, fingers kp 1e4 / kv 100, force
       limited); the task integrates the PD targets ``q* += speed_scale * dt * a * actionScale`` (dt = 1/60,
       speed scale 0.1 on the fingers) and writes them into ``ctrl``.
+    * Gravity acts on the arm, as in OIGE (its ``franka_cabinet.py`` never calls ``set_franka_properties``, which
+      would disable it; IsaacGymEnvs does disable it): the servos hold a reset pose a few hundredths of a radian
+      below its targets (``kp (q* - q) = g(q)``, ``tests/test_franka_cabinet.py``).
     * DOF order = ``panda_joint1..7, panda_finger_joint1, panda_finger_joint2`` (the actuator order).
     * Body poses (``xpos``/``xquat`` of panda_link7, the fingers and the drawer) are derived fields, one substep
       behind the state after ``mj_step``; the env therefore steps with ``step_stage = STAGE_POS`` so that the

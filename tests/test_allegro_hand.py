@@ -87,6 +87,23 @@ def test_model_loads_without_warnings_and_matches_the_spec():
     assert data.geom_xpos[model.geom("middle_tip").id][2] > tips0[2] + 0.02
 
 
+def test_finger_geometry_is_the_touch_sensor_hand():
+    """Fingertips end where the touch-sensor tips of the URDF's meshes end (0.0622 m past joint 3, thumb 0.0771 m;
+    IsaacGymEnvs meshes/touchsensor/collision/*tip.obj), and the links are the meshes' 25-29 mm thick."""
+    model = mujoco.MjModel.from_xml_path(str(ASSETS / "allegro_hand.xml"))
+
+    def reach(name):  # farthest point of a capsule along its body's x axis
+        geom = model.geom(name)
+        axis = _mj(mujoco.mju_rotVecQuat, np.array([0.0, 0.0, 1.0]), geom.quat, size=3)
+        return geom.pos[0] + abs(axis[0]) * geom.size[1] + geom.size[0]
+
+    for finger in ("index", "middle", "ring", "thumb"):
+        assert reach(f"{finger}_tip") == pytest.approx(0.0771 if finger == "thumb" else 0.0622, abs=5e-4), finger
+        assert model.geom(f"{finger}_tip").bodyid[0] == model.body(f"{finger}_link_3").id
+        for link in (2, 3) if finger == "thumb" else (1, 2, 3):
+            assert 0.024 <= 2 * model.geom(f"{finger}_{link}").size[0] <= 0.029, (finger, link)
+
+
 def test_dims_timing_and_config():
     env = _make()
     assert (env.obs_dim, env.action_dim) == (72, 16)

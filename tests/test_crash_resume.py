@@ -129,3 +129,90 @@ def test_sigkill_at_random_moments_then_auto_resume(tmp_path, monkeypatch):
         state = load_checkpoint(path)
         assert set(state["agent"]) and all(isinstance(v, torch.Tensor) for v in state["agent"].values()), path
     assert temp_files(last) == [] and not list(nn.glob("*.tmp"))  # the killed writes' temp files are cleaned up
+
+
+# ------------------------------------------------------------------ torchrun, 2 gloo ranks
+DDP_ARGS = [a for a in ARGS if not a.startswith(("experiment=", "num_envs="))] + ["num_envs=2", "train.compile=False"]
+
+
+class TorchRun(Run):
+    """``torchrun --nproc_per_node 2`` over the probe driver (each probe line names the rank and its pid)."""
+
+    def __init__(self, cwd, port, experiment):
+        path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p)
+        driver = cwd / "probe_driver.py"
+        driver.write_text(DRIVER.replace('f"[probe] iteration', 'f"[probe] rank {os.environ[\'RANK\']} pid '
+                                         '{os.getpid()} iteration'))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               str(driver)] + DDP_ARGS + [f"experiment={experiment}"]
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, PYTHONPATH=path))
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def reached(self, rank=0):
+        found = re.findall(rf"\[probe\] rank {rank} pid \d+ iteration (\d+)", self.text())
+        return max([int(n) for n in found] or [None])
+
+    def pid(self, rank):
+        found = re.search(rf"\[probe\] rank {rank} pid (\d+)", self.text())
+        return int(found.group(1)) if found else None
+
+
+def test_sigkill_under_torchrun_at_random_moments_then_auto_resume(tmp_path):
+    """2 gloo ranks: SIGKILL rank 1, then rank 0 (the one that writes, maybe mid-write), then the whole job, at
+    random moments; each time torchrun with checkpoint=auto resumes from the last checkpoint, losing at most one
+    save interval, and the final counters are those of the same 2-rank run uninterrupted."""
+    rng = random.Random(20241204)
+    nn = tmp_path / "runs" / "crash" / "nn"
+    last = nn / "crash.pth"
+    kills = []
+    for kill, target in enumerate(("rank 1", "rank 0", "job")):
+        attempt = TorchRun(tmp_path, 29571 + kill, "crash")
+        deadline = time.time() + 240
+        while (attempt.reached(0) is None or attempt.reached(1) is None) and attempt.proc.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.05)  # wait until both ranks train
+        assert attempt.reached(0) is not None and attempt.reached(1) is not None, attempt.text()
+        kill_at = time.time() + rng.uniform(0.2, 1.5)
+        while time.time() < kill_at and attempt.reached(0) < TARGET - 3 * SAVE:  # leave the last run work to do
+            time.sleep(0.01)
+        if target == "job":  # as a node failure or Slurm's cgroup kill: torchrun and both workers at once
+            for pid in (attempt.pid(0), attempt.pid(1), attempt.proc.pid):  # (the workers have their own sessions)
+                os.kill(pid, signal.SIGKILL)
+        else:
+            os.kill(attempt.pid(int(target[-1])), signal.SIGKILL)
+        reached = attempt.reached(0)
+        assert attempt.proc.wait(timeout=120) != 0, attempt.text()
+        print("DEBUG exited", attempt.proc.returncode, attempt.reached(0), time.time())  # torchrun tears the other rank down
+        attempt.reader.join(timeout=60)
+        reached = max(reached, attempt.reached(0))
+        kills.append((attempt.started_at(), reached))
+        if last.exists():
+            assert load_checkpoint(last)["counters"]["iteration"] <= reached
+        assert "done: iteration" not in attempt.text(), attempt.text()
+    final = TorchRun(tmp_path, 29575, "crash")
+    assert final.proc.wait(timeout=400) == 0, final.text()
+    final.reader.join(timeout=60)
+    starts = [start for start, _ in kills[1:]] + [final.started_at()]
+    print("kills (started at, reached):", kills, "final started at", final.started_at())
+    for (_, reached), (path, resumed_at) in zip(kills, starts):
+        assert path in (None, str(nn / "crash.pth"), "runs/crash/nn/crash.pth"), path  # never a temp file
+        assert resumed_at % SAVE == 0 and resumed_at <= reached, (resumed_at, reached)
+        assert reached - resumed_at <= SAVE, f"lost {reached - resumed_at} iterations > save interval {SAVE}"
+    assert final.text().count("resumed from") == 2  # both ranks resumed from the same checkpoint
+    whole = TorchRun(tmp_path, 29576, "whole")  # the same 2-rank run, uninterrupted
+    assert whole.proc.wait(timeout=400) == 0, whole.text()
+    whole.reader.join(timeout=60)
+    pattern = r"done: iteration (\d+), frames (\d+), updates (\d+)"
+    expected = sorted(re.findall(pattern, whole.text()))
+    assert len(expected) == 2 and int(expected[0][0]) == TARGET and int(expected[0][2]) > 0, whole.text()
+    assert sorted(re.findall(pattern, final.text())) == expected, final.text()
+    assert "parameters identical on all 2 ranks: True" in final.text()
+    counters = load_checkpoint(last)["counters"]
+    assert (str(counters["iteration"]), str(counters["frames"]), str(counters["updates"])) == expected[0]
+    for path in sorted(nn.glob("*.pth")):
+        state = load_checkpoint(path)
+        assert set(state["agent"]) and all(isinstance(v, torch.Tensor) for v in state["agent"].values()), path
+    assert temp_files(last) == [] and not list(nn.glob("*.tmp"))

@@ -1,6 +1,7 @@
 """Two-process data parallel training with torchrun + gloo on CPU: parameters stay identical across ranks."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,3 +25,33 @@ def test_two_ranks_gloo_keep_identical_parameters(tmp_path):
     ckpt = torch.load(tmp_path / "runs" / "ddp" / "nn" / "ddp.pth", weights_only=False)
     assert ckpt["counters"]["updates"] == 101 and ckpt["config"]["world_size"] == 2
     assert float(ckpt["agent"]["normalizer.count"]) == 2 * 2 * 151  # both ranks' observations were merged
+
+
+def test_checkpoint_error_stop_stops_every_rank_with_one_line(tmp_path):
+    """Rank 0's checkpoint write fails (RLIMIT_FSIZE: EFBIG) with checkpoint_error=stop: both ranks stop at that
+    save point with exit code 5 (none is left waiting in a gradient all-reduce), and one line says why."""
+    import resource
+
+    limit = 64 * 1024  # far below a checkpoint; TensorBoard's few events stay under it
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           os.path.join(REPO, "runner.py"), "task=InvertedPendulum", "num_envs=2", "max_iterations=200",
+           "train.random_steps=20", "train.learning_starts=20", "train.eval_interval=0", "train.save_interval=40",
+           "train.batch_size=32", "train.compile=False", "progress_bar=False", "torch_threads=1", "sim_threads=1",
+           "checkpoint_error=stop", "experiment=ddp_stop"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "could not write checkpoint" in errors[0] and "iteration 40" in errors[0], out[-3000:]
+    assert "[Errno 27] File too large" in errors[0] and "checkpoint_error=stop" in errors[0]
+    assert "CheckpointWriteError" not in out and "all_reduce" not in out, out[-3000:]  # no worker traceback
+    # torchrun's summary: both ranks stopped by themselves with exit 5; torchrun SIGTERMs the ranks still alive
+    # once one has exited, which can catch a rank in its interpreter shutdown after the common exit (-15)
+    ranks = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*exitcode\s*:\s*(-?\d+)", out))
+    assert set(ranks) == {"0", "1"} and "5" in ranks.values() and set(ranks.values()) <= {"5", "-15"}, out[-3000:]
+    assert re.search(r"Root Cause.*?exitcode\s*:\s*5", out, re.S), out[-3000:]
+    assert "done: iteration" not in out

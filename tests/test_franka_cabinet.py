@@ -261,10 +261,14 @@ def test_stable_at_rest_and_under_random_actions():
     env = _make(num_envs=2, seed=1, episodeLength=2001)  # no reset within the 1000 resting steps
     env.reset()
     q0 = env.qpos[:, env.qpos_idx].clone()
-    for _ in range(1000):
+    for t in range(1000):
         out = env.step(torch.zeros(2, 9))
         assert torch.isfinite(out.obs).all()
-    assert (env.qpos[:, env.qpos_idx] - q0).abs().max() < 1e-3 and env.qvel.abs().max() < 1e-3
+        if t == 499:
+            q_half = env.qpos[:, env.qpos_idx].clone()
+    q = env.qpos[:, env.qpos_idx]
+    assert (q - q0).abs().max() < 0.05  # the servos hold the arm against gravity with a small droop
+    assert (q - q_half).abs().max() < 1e-6 and env.qvel.abs().max() < 1e-3  # settled
     assert (env.qpos[:, env.drawer_qpos].abs() < 1e-6).all()
     assert (env.qpos[:, env.prop_qpos_idx] - env.prop_init_qpos).abs().max() < 2e-3  # props rest in the drawer
     gen = torch.Generator().manual_seed(0)
@@ -275,8 +279,29 @@ def test_stable_at_rest_and_under_random_actions():
         assert out.obs.abs().max() <= 5.0
 
 
+def test_gravity_acts_on_the_arm_as_in_oige():
+    """OIGE's FrankaCabinet keeps gravity on the arm (it never calls ``set_franka_properties``): at rest the arm
+    settles where the servo torque ``kp (q* - q)`` carries the gravity torque of the links (``qfrc_bias``)."""
+    env = _make(num_envs=1, seed=2, episodeLength=2001)
+    model = env.model
+    robot = [model.body(f"panda_link{i}").id for i in range(1, 8)]
+    robot += [model.body(name).id for name in ("panda_hand", "panda_leftfinger", "panda_rightfinger")]
+    assert model.opt.gravity.tolist() == [0.0, 0.0, -9.81] and (model.body_gravcomp[robot] == 0).all()
+    env.reset()
+    for _ in range(600):
+        env.step(torch.zeros(1, 9))
+    data = env.batch.get_data(0)
+    mujoco.mj_forward(model, data)
+    kp = position_servo_gains(model)[0][:7]
+    arm_q, arm_v = env.qpos_idx.numpy()[:7], env.qvel_idx.numpy()[:7]
+    servo = kp * (env.targets[0, :7].numpy() - data.qpos[arm_q])
+    assert servo == pytest.approx(data.qfrc_bias[arm_v], abs=0.05)  # static balance, N m
+    assert abs(data.qfrc_bias[arm_v][1]) > 5.0  # joint 2 carries the arm's weight
+
+
 def test_scripted_grasp_opens_the_drawer():
-    """Physics check: IK to the handle, close the fingers at half speed, pull: the drawer opens past 0.39 m."""
+    """Physics check: IK (with gravity feed-forward) to the handle, close the fingers at half speed, pull: the
+    drawer opens past 0.39 m."""
     env = _make(num_envs=1, seed=0)
     env.reset()
     model = env.model
@@ -284,6 +309,7 @@ def test_scripted_grasp_opens_the_drawer():
     want = np.array([[0, 0, -1], [-1, 0, 0], [0, 1, 0.0]])
     pad = np.array([0, 0, 0.0584 + 0.03])  # between the finger pads
     arm = env.qvel_idx.numpy()[:7]
+    kp = position_servo_gains(model)[0][:7]
 
     def step(target, finger):
         data = env.batch.get_data(0)
@@ -295,7 +321,10 @@ def test_scripted_grasp_opens_the_drawer():
         mujoco.mj_jac(model, data, jp, jr, point, hand)
         err = np.concatenate([target - point, 0.5 * sum(np.cross(rot[:, k], want[:, k]) for k in range(3))])
         jac = np.vstack([jp, jr])[:, arm]
-        q_des = data.qpos[env.qpos_idx.numpy()[:7]] + jac.T @ np.linalg.solve(jac @ jac.T + 1e-3 * np.eye(6), err)
+        mujoco.mj_forward(model, data)
+        sag = data.qfrc_bias[arm] / kp  # gravity feed-forward: the servos hold the arm kp^-1 g(q) below target
+        q_des = data.qpos[env.qpos_idx.numpy()[:7]] + sag + jac.T @ np.linalg.solve(jac @ jac.T + 1e-3 * np.eye(6),
+                                                                                     err)
         action = np.r_[np.clip((q_des - env.targets[0, :7].numpy()) / (7.5 / 60), -1, 1), finger, finger]
         return env.step(torch.tensor(action, dtype=torch.float32)[None])
 

@@ -114,6 +114,7 @@ def check_contract(env, buf, outs, final_obs_exact=True):
 @pytest.mark.parametrize("sim, task, version", [
     ("isaacgym", "Ant", None),             # reset in the next post_physics_step
     ("isaacgym", "AllegroHand", None),     # reset in the next pre_physics_step
+    ("isaacgym", "Ingenuity", None),       # reset in the next pre_physics_step
     ("omniisaacgym", "Anymal", None),      # max_episode_length
     ("omniisaacgym", "Humanoid", None),    # _max_episode_length
     ("isaaclab", "Ant", 3),                # compute_final_obs -> extras["final_obs"]

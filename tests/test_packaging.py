@@ -154,3 +154,36 @@ def test_hydra_slurm_launcher_config_composes():
     assert launcher.signal_delay_s >= 60 and launcher.max_num_timeout > 0
     assert launcher.additional_parameters.requeue is True
     assert cfg.task.name == "Ant"
+
+
+def _extras_require():
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require":
+            return {k.value: [e.value for e in v.elts] for k, v in zip(node.value.keys, node.value.values)}
+    raise AssertionError("no extras_require in setup.py")
+
+
+def test_every_extra_is_spelled_as_the_metadata_spells_it_and_the_commands_ask_for_existing_ones():
+    """setuptools writes an extra in its normalised form (PEP 685: ``rl_games`` -> ``rl-games``), and pip < 23.3
+    does not normalise the requested one: ``pip install ".[rl_games]"`` then installs no rl-games. So every extra
+    is declared normalised, and every extra that ``.ci/run``, the install script and the README ask for exists."""
+    extras = _extras_require()
+    for name in extras:
+        assert re.sub(r"[-_.]+", "-", name).lower() == name, f"setup.py extra {name!r} is not in normalised form"
+    ci = re.search(r"scripts/install_cpu\.sh\s+(\S+)", (ROOT / ".ci" / "run").read_text()).group(1).split(",")
+    default = re.search(r'extras="\$\{1-([^}]*)\}"', (ROOT / "scripts" / "install_cpu.sh").read_text()).group(1)
+    readme = [e for group in re.findall(r'\.\[([^\]]+)\]', (ROOT / "README.md").read_text()) for e in group.split(",")]
+    readme += [e for group in re.findall(r"scripts/install_cpu\.sh ([\w,-]+)", (ROOT / "README.md").read_text())
+               for e in group.split(",")]
+    for asked in ci + default.split(",") + readme:
+        assert asked in extras, f"{asked!r} is asked for but setup.py declares {sorted(extras)}"
+    assert "rl-games" in ci and any(r.startswith("rl-games") for r in extras["rl-games"])
+
+
+def test_isaacgym_image_pins_the_rl_games_that_keeps_its_torch():
+    """rl-games 1.6.5 on Python 3.8 asks for torch>=2.2.2 (pip would replace the image's CUDA torch 2.1); IsaacGymEnvs
+    users pin 1.6.1, installed in the same pip command as IsaacGymEnvs (whose setup.py asks for rl-games>=1.6)."""
+    runs = [args for word, args in _instructions(ROOT / "docker" / "Dockerfile.isaacgym") if word == "RUN"]
+    ige = [r for r in runs if "pip install -e /opt/IsaacGymEnvs" in r]
+    assert ige and '"rl-games==1.6.1"' in ige[0].split("pip install -e /opt/IsaacGymEnvs", 1)[1]

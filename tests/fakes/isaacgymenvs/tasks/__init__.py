@@ -2,7 +2,7 @@
 
 Sizes are the real ones (isaac_api.md 1.5). Quirks reproduced: ``reset()`` returns the zero ``obs_buf``;
 ``reset_buf`` starts at ones; next-step reset (in ``post_physics_step``, or in ``pre_physics_step`` for
-AllegroHand); ``rew_buf``/``reset_buf`` written in place and returned by reference; ``extras["time_outs"]``.
+AllegroHand and Ingenuity); ``rew_buf``/``reset_buf`` written in place and returned by reference; ``extras["time_outs"]``.
 """
 
 import isaacgym  # noqa: F401  (upstream tasks import gymapi; enforces the import order)
@@ -94,5 +94,5 @@ isaacgym_task_map = {
     "Anymal": _task("Anymal", 48, 12),
     "AllegroHand": _task("AllegroHand", 88, 16, pre=True),
     "FrankaCabinet": _task("FrankaCabinet", 23, 9),
-    "Ingenuity": _task("Ingenuity", 13, 6),
+    "Ingenuity": _task("Ingenuity", 13, 6, pre=True),
 }
