@@ -156,7 +156,7 @@ def resolve_builder(spec: Union[str, Builder]) -> Builder:
 
 
 def make_env(name: str, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0, device: str = "cpu",
-             num_threads: int = 0, entry_point: Union[str, Builder, None] = None) -> Any:
+             num_threads: int = 0, entry_point: Union[str, Builder, None] = None, sim: str = "mujoco") -> Any:
     """Build the embedded-backend env of task ``name`` (or of ``entry_point`` when given; a string is checked
     against the allow-list first, :func:`check_entry_point`).
 
@@ -170,4 +170,5 @@ def make_env(name: str, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0
     if spec is None:
         raise ValueError(f"task={name!r} is not registered; registered tasks: {', '.join(registered_tasks())}")
     builder = resolve_builder(spec)
-    return builder(dict(env_cfg or {}), num_envs=num_envs, seed=seed, device=device, num_threads=num_threads)
+    kwargs = {} if sim == "mujoco" else {"sim": sim}
+    return builder(dict(env_cfg or {}), num_envs=num_envs, seed=seed, device=device, num_threads=num_threads, **kwargs)
