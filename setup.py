@@ -34,6 +34,8 @@ setup(
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
         "slurm": ["hydra-submitit-launcher>=1.2,<1.3", "submitit>=1.4,<2"],  # hydra/launcher=slurm
         "rl_games": ["rl-games>=1.6"],  # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py)
+        # sim=mjwarp: the embedded tasks on MuJoCo Warp (GPU physics without Isaac; meow_isaac/envs/mjwarp.py)
+        "mjwarp": ["mujoco-warp>=4.0,<5; python_version>='3.11'", "warp-lang>=1.15,<2; python_version>='3.11'"],
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

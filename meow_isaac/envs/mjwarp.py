@@ -70,6 +70,21 @@ def supported_model(model: mujoco.MjModel, log=print) -> mujoco.MjModel:
     return model
 
 
+def capacities(model: mujoco.MjModel, nconmax: int = 48) -> Tuple[int, int]:
+    """Per-world contact and constraint-row capacities ``(nconmax, njmax)`` for ``make_data``.
+
+    MuJoCo Warp preallocates both (the C engine grows them as needed); a world that needs more drops the excess
+    constraints and warns (``nefc overflow``). ``njmax`` covers ``nconmax`` active contacts at the model's
+    largest contact dimension (pyramidal cones: ``2 (condim - 1)`` rows each, elliptic: ``condim``), every joint
+    limit, equality rows (6 each) and DOF friction loss rows.
+    """
+    condim = int(model.geom_condim.max()) if model.ngeom else 3
+    per_contact = condim if model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC else max(1, 2 * (condim - 1))
+    rows = (nconmax * per_contact + int(model.jnt_limited.sum()) + int(model.tendon_limited.sum())
+            + 6 * model.neq + int((model.dof_frictionloss > 0).sum()))
+    return nconmax, int(max(64, rows))
+
+
 class WarpPhysics:
     """MuJoCo Warp engine: ``num_envs`` worlds of ``model`` on ``device``; same interface as
     :class:`~meow_isaac.envs.mujoco_batch.CBatchPhysics` (``view``, ``reset``, ``reset_mask``, ``forward``,
@@ -78,7 +93,7 @@ class WarpPhysics:
     Args:
         model: host model; copied to the device once (``mujoco_warp.put_model``). A PGS solver is switched to
             Newton (:func:`supported_model`).
-        num_envs: worlds ``N`` (``make_data(nworld=N)``, default contact / constraint capacities).
+        num_envs: worlds ``N`` (``make_data(nworld=N)``, capacities from :func:`capacities`).
         device: torch device of the training; CUDA -> warp ``cuda:i`` with CUDA-graph steps, else warp's CPU.
 
     Raises:
@@ -99,9 +114,10 @@ class WarpPhysics:
         self.host_model = supported_model(model)
         self.num_envs = int(num_envs)
         self.use_graph = self.device.type == "cuda" and bool(wp.get_device(self.wp_device).is_cuda)
+        self.nconmax, self.njmax = capacities(model)
         with wp.ScopedDevice(self.wp_device):
             self.m = mjw.put_model(model)
-            self.d = mjw.make_data(model, nworld=self.num_envs)
+            self.d = mjw.make_data(model, nworld=self.num_envs, nconmax=self.nconmax, njmax=self.njmax)
         self._views: Dict[str, torch.Tensor] = {}
         self._graphs: Dict[Tuple[int, int], object] = {}
         self._mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
