@@ -102,10 +102,15 @@ def test_reset_by_index_matches_the_c_engine():
         c.step(a), w.step(a)
     ids = torch.tensor([1])
     c._reset_ids(ids), w._reset_ids(ids)
-    assert torch.allclose(c.qpos.float(), w.qpos, atol=1e-4) and torch.allclose(c.qvel.float(), w.qvel, atol=1e-3)
+    # env 1: the same fresh state (same noise draws, float32 rounding); envs 0, 2: still their trajectories
+    assert float((c.qpos[1].float() - w.qpos[1]).abs().max()) < 1e-6
+    assert float((c.qvel[1].float() - w.qvel[1]).abs().max()) < 1e-6
+    assert float((c.qpos.float() - w.qpos).abs().max()) < 1e-4
     assert w.progress.tolist() == [3, 0, 3] == c.progress.tolist()
     # derived fields of the envs not reset stay as the last step left them (sensordata: foot wrenches)
-    assert torch.allclose(c.view("sensordata")[[0, 2]].float(), w.view("sensordata")[[0, 2]], atol=1e-2)
+    sensor_c, sensor_w = c.view("sensordata").float(), w.view("sensordata")
+    assert float((sensor_c[1] - sensor_w[1]).abs().max()) < 1e-3
+    assert float((sensor_c - sensor_w).abs().max()) < 1e-2 * (1 + float(sensor_c.abs().max()))
     c.close(), w.close()
 
 

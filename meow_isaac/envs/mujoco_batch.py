@@ -191,6 +191,9 @@ class MujocoBatchEnv:
         self.dtype: torch.dtype = self.physics.dtype  #: float dtype of the state views and task math
         self.float_kw = dict(dtype=self.dtype, device=self.sim_device)  #: ``torch.zeros(..., **float_kw)``
         self.generator = torch.Generator(device=self.sim_device).manual_seed(int(seed))
+        # the sync-free auto-reset (device engines) draws noise for all N envs every step: its own stream, so
+        # that resets by index (reset(), _reset_ids) draw what the C engine draws from the same seed
+        self._masked_generator = torch.Generator(device=self.sim_device).manual_seed(int(seed) + 7919)
         self._views: Dict[str, torch.Tensor] = {}
         self.qpos = self.view("qpos")
         self.qvel = self.view("qvel")
@@ -271,14 +274,19 @@ class MujocoBatchEnv:
     def _reset_masked(self, mask: torch.Tensor) -> None:
         """Reset the envs where ``mask`` ``(N,)`` bool is True without reading ``mask`` on the host.
 
-        Every env goes through reset and ``_reset_state`` (noise is drawn for all ``N``), then the rows of
+        Every env goes through reset and ``_reset_state`` (noise is drawn for all ``N``, from a second seeded
+        generator so that resets by index keep the C engine's random stream), then the rows of
         the other envs are restored: engine views (state and derived fields) and the task's per-env tensors
         (:meth:`_task_tensors`). Used by the MuJoCo Warp engine, where ``done.nonzero()`` would be a host sync.
         """
         keep_views = {name: v.clone() for name, v in self._views.items()}
         keep_task = {k: v.clone() for k, v in self._task_tensors().items()}
         self.physics.reset_mask(mask)
-        self._reset_state(self._all_ids)
+        self.generator, self._masked_generator = self._masked_generator, self.generator
+        try:
+            self._reset_state(self._all_ids)
+        finally:
+            self.generator, self._masked_generator = self._masked_generator, self.generator
         self.physics.forward()
         for name, v in self._views.items():
             v.copy_(torch.where(mask.view((-1,) + (1,) * (v.dim() - 1)), v, keep_views[name]))
