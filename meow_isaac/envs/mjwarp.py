@@ -88,7 +88,7 @@ def capacities(model: mujoco.MjModel, nconmax: int = 48) -> Tuple[int, int]:
 class WarpPhysics:
     """MuJoCo Warp engine: ``num_envs`` worlds of ``model`` on ``device``; same interface as
     :class:`~meow_isaac.envs.mujoco_batch.CBatchPhysics` (``view``, ``reset``, ``reset_mask``, ``forward``,
-    ``step``, ``post_constraint``, ``host_data``, ``close``).
+    ``forward_masked``, ``step``, ``post_constraint``, ``host_data``, ``close``).
 
     Args:
         model: host model; copied to the device once (``mujoco_warp.put_model``). A PGS solver is switched to
@@ -119,8 +119,10 @@ class WarpPhysics:
             self.m = mjw.put_model(model)
             self.d = mjw.make_data(model, nworld=self.num_envs, nconmax=self.nconmax, njmax=self.njmax)
         self._views: Dict[str, torch.Tensor] = {}
-        self._graphs: Dict[Tuple[int, int], object] = {}
-        self._mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._graphs: Dict[object, object] = {}
+        self._any: Optional[torch.Tensor] = None  # (1,) int32 device flag of forward_masked
+        self._mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)  # fixed buffer (graphs)
+        self._mask_wp = wp.from_torch(self._mask, dtype=wp.bool)
         self._host_data: Optional[mujoco.MjData] = None
 
     # ------------------------------------------------------------------ plumbing
@@ -155,10 +157,32 @@ class WarpPhysics:
         self.reset_mask(mask)
 
     def reset_mask(self, mask: torch.Tensor) -> None:
-        """Model defaults in the worlds where ``mask`` ``(N,)`` bool is True (no host read)."""
+        """Model defaults in the worlds where ``mask`` ``(N,)`` bool is True (``mujoco_warp.reset_data``).
+
+        CUDA: replayed as a CUDA graph over a fixed mask buffer, no host read. Warp's CPU device: skipped when
+        ``mask`` has no True entry (``reset_data`` costs ~0.1 s of Python per call there; reading a CPU tensor
+        waits for no device).
+        """
         self._mask.copy_(mask)
+        if not self.use_graph and not bool(self._mask.any()):
+            return
+        self._run("reset_mask", lambda: self.mjw.reset_data(self.m, self.d, reset=self._mask_wp))
+
+    def _run(self, key: object, fn) -> None:
+        """Run ``fn`` (warp launches only) on torch's stream; on CUDA the first call runs it directly (loading
+        the kernels) and records it as a CUDA graph (on warp's stream) that later calls replay."""
+        wp = self.wp
+        graph = self._graphs.get(key) if self.use_graph else None
         with self._stream():
-            self.mjw.reset_data(self.m, self.d, reset=self.wp.from_torch(self._mask, dtype=self.wp.bool))
+            if graph is not None:
+                wp.capture_launch(graph)
+                return
+            fn()
+        if self.use_graph:
+            wp.synchronize_device(self.wp_device)  # once per key, before recording
+            with wp.ScopedCapture(device=self.wp_device) as capture:
+                fn()  # recorded, not executed
+            self._graphs[key] = capture.graph
 
     def forward(self, ids: Optional[torch.Tensor] = None) -> None:
         """Forward pass (``mujoco_warp.forward``) of worlds ``ids`` (all if None).
@@ -176,6 +200,22 @@ class WarpPhysics:
         if keep is not None:
             for name, v in self._views.items():
                 v.copy_(torch.where(mask.view((-1,) + (1,) * (v.dim() - 1)), v, keep[name]))
+
+    def forward_masked(self, mask: torch.Tensor) -> None:
+        """Forward pass of every world if any of ``mask`` ``(N,)`` bool is True, decided on the device.
+
+        ``wp.capture_if`` on a device flag: inside a CUDA graph (recorded at the first call; conditional nodes
+        need CUDA >= 12.4) the branch is taken on the GPU without a host read; on warp's CPU device the flag
+        is read on the host (no device to wait for). Callers restore the rows of worlds outside ``mask``.
+        """
+        wp, mjw = self.wp, self.mjw
+        if self._any is None:
+            self._any = torch.zeros(1, dtype=torch.int32, device=self.device)
+            self._any_wp = wp.from_torch(self._any, dtype=wp.int32)
+        self._any.copy_(mask.any().to(torch.int32).view(1))
+
+        self._run("forward_masked",
+                  lambda: wp.capture_if(self._any_wp, on_true=lambda: mjw.forward(self.m, self.d)))
 
     def _substeps(self, nstep: int, stage: int) -> None:
         mjw = self.mjw
@@ -195,23 +235,11 @@ class WarpPhysics:
         The graph is recorded on warp's own stream (CUDA cannot capture torch's legacy default stream) and
         launched on torch's current stream.
         """
-        wp = self.wp
-        graph = self._graphs.get((nstep, stage)) if self.use_graph else None
-        with self._stream():
-            if graph is not None:
-                wp.capture_launch(graph)
-                return
-            self._substeps(nstep, stage)  # this step's physics (and, on CUDA, loads every kernel)
-        if self.use_graph:
-            wp.synchronize_device(self.wp_device)  # once per (nstep, stage), before recording
-            with wp.ScopedCapture(device=self.wp_device) as capture:
-                self._substeps(nstep, stage)  # recorded, not executed
-            self._graphs[(nstep, stage)] = capture.graph
+        self._run(("step", nstep, stage), lambda: self._substeps(nstep, stage))
 
     def post_constraint(self) -> torch.Tensor:
         """``cfrc_ext`` ``(N, nbody, 6)`` float32 view after ``mujoco_warp.rne_postconstraint`` of every world."""
-        with self._stream():
-            self.mjw.rne_postconstraint(self.m, self.d)
+        self._run("post_constraint", lambda: self.mjw.rne_postconstraint(self.m, self.d))
         return self.view("cfrc_ext")
 
     def host_data(self, sim: int) -> Tuple[mujoco.MjModel, mujoco.MjData]:

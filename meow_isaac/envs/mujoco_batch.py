@@ -42,7 +42,8 @@ class CBatchPhysics:
     ``mujoco.batch.Batch`` (``mujoco >= 4.0``, ``mujoco/batch``), stepped on its thread pool.
 
     Engine interface (shared with ``meow_isaac.envs.mjwarp.WarpPhysics``): ``device``, ``dtype``,
-    ``view(name)``, ``reset(ids)``, ``forward(ids)``, ``step(nstep, stage)``, ``post_constraint()``,
+    ``view(name)``, ``reset(ids)``, ``reset_mask(mask)``, ``forward(ids)``, ``forward_masked(mask)``,
+    ``step(nstep, stage)``, ``post_constraint()``,
     ``host_data(sim)``, ``close()``. State views are float64 CPU tensors sharing the batch's memory.
     """
 
@@ -76,6 +77,14 @@ class CBatchPhysics:
             self.batch.forward()
         else:
             self.batch.forward(ids.cpu().numpy())
+
+    def reset_mask(self, mask: torch.Tensor) -> None:
+        """``mj_resetData`` of the simulations where ``mask`` ``(N,)`` bool is True."""
+        self.reset(mask.cpu().nonzero().squeeze(1))
+
+    def forward_masked(self, mask: torch.Tensor) -> None:
+        """``mj_forward`` of the simulations where ``mask`` ``(N,)`` bool is True."""
+        self.forward(mask.cpu().nonzero().squeeze(1))
 
     def step(self, nstep: int, stage: int) -> None:
         """``nstep`` ``mj_step`` calls of every simulation, then the forward pass up to ``stage``."""
@@ -287,7 +296,7 @@ class MujocoBatchEnv:
             self._reset_state(self._all_ids)
         finally:
             self.generator, self._masked_generator = self._masked_generator, self.generator
-        self.physics.forward()
+        self.physics.forward_masked(mask)  # skipped on the device when no env is done
         for name, v in self._views.items():
             v.copy_(torch.where(mask.view((-1,) + (1,) * (v.dim() - 1)), v, keep_views[name]))
         for k, old in keep_task.items():
