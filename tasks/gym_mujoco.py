@@ -19,6 +19,13 @@ persistent batch and a per-simulation fallback: ``batch.get_data(i)`` + ``mj_rne
 simulation per step, serial). As in Gymnasium, ``cfrc_ext`` is zero in the observation right after a reset
 (``mj_resetData`` zeroes it and ``mj_forward`` does not compute it).
 
+MuJoCo Warp (``sim="mjwarp"``, ``meow_isaac/envs/mjwarp.py``): the same classes, float32. ``cfrc_ext`` comes from
+MuJoCo Warp's batched ``rne_postconstraint`` (no per-simulation fallback). ``humanoid.xml`` asks for the PGS
+solver, which MuJoCo Warp does not implement: on ``sim=mjwarp`` MujocoHumanoid uses Newton (logged once; both
+solve the same convex constraint problem, the trajectories agree to ~3e-5 over 5 steps, ``tests/test_mjwarp.py``).
+MujocoAnt (RK4 with contacts) agrees to float32 precision until its first ground contact, after which the two
+engines' contact responses differ (velocities by ~1 within a step): train and evaluate on one engine.
+
 ``env_cfg`` keys (all optional; unknown keys raise ``ValueError``) are Gymnasium's v5 constructor arguments in
 camelCase (``ctrl_cost_weight`` -> ``ctrlCostWeight``) plus ``episodeLength`` (default 1000) and ``numEnvs``
 (ignored here: the ``num_envs`` argument decides).

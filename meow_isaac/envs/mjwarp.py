@@ -180,8 +180,14 @@ class WarpPhysics:
             fn()
         if self.use_graph:
             wp.synchronize_device(self.wp_device)  # once per key, before recording
-            with wp.ScopedCapture(device=self.wp_device) as capture:
-                fn()  # recorded, not executed
+            try:
+                with wp.ScopedCapture(device=self.wp_device) as capture:
+                    fn()  # recorded, not executed
+            except Exception as err:  # e.g. conditional nodes need CUDA >= 12.4: plain launches from now on
+                print(f"[meow-isaac] mjwarp: CUDA graph capture failed ({type(err).__name__}: {err}); "
+                      "launching the kernels one by one instead")
+                self.use_graph = False
+                return
             self._graphs[key] = capture.graph
 
     def forward(self, ids: Optional[torch.Tensor] = None) -> None:
