@@ -76,7 +76,7 @@ def resolve_sim(sim: str, task_cfg: Optional[Mapping[str, Any]] = None, log: Cal
     if sim == "mjwarp":
         if not mjwarp_installed():
             raise ConfigError("invalid config: sim='mjwarp' needs MuJoCo Warp (python modules mujoco_warp, warp not "
-                              "importable): pip install -e \".[mjwarp]\"; accepted here: auto, mujoco")
+                              "importable; install: pip install -e \".[mjwarp]\"); accepted: auto, mujoco")
         return sim
     if sim != "mujoco":
         mods, what = FRAMEWORKS[sim]

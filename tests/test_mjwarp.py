@@ -187,6 +187,19 @@ def test_missing_warp_is_one_clear_error(monkeypatch):
         make("Hopper", "mjwarp")
 
 
+def test_runner_without_warp_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from test_bad_config import _check_one_line, _main_in_process
+
+    import meow_isaac.factory as factory
+
+    monkeypatch.setattr(factory, "mjwarp_installed", lambda: False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    code, err = _main_in_process(["sim=mjwarp"], {}, work, monkeypatch, capsys)
+    line = _check_one_line(code, err, "sim='mjwarp'", work)
+    assert 'pip install -e ".[mjwarp]"' in line
+
+
 if __name__ == "__main__":  # the errors behind CASES: python tests/test_mjwarp.py [K]
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     for name, (k, _, _) in CASES.items():
