@@ -36,6 +36,8 @@ setup(
         # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py). Spelled as setuptools writes it in the
         # metadata (`rl-games`): pip < 23.3 does not normalise a requested `.[rl_games]` and would install nothing.
         "rl-games": ["rl-games>=1.6,<1.7"],
+        # sim=mjwarp: the embedded tasks on MuJoCo Warp (GPU physics without Isaac; meow_isaac/envs/mjwarp.py)
+        "mjwarp": ["mujoco-warp>=4.0,<5; python_version>='3.11'", "warp-lang>=1.15,<2; python_version>='3.11'"],
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

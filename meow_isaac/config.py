@@ -13,7 +13,7 @@ from typing import Any, Iterable, List, Mapping
 
 import torch
 
-SIMS = ("auto", "mujoco", "isaacgym", "omniisaacgym", "isaaclab")
+SIMS = ("auto", "mujoco", "mjwarp", "isaacgym", "omniisaacgym", "isaaclab")
 ALGOS = ("meow", "sac")  # train.algo: meow_isaac.agents.make_agent builds the agent
 
 

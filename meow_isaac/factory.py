@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
@@ -32,8 +33,21 @@ def _has_section(task_cfg: Optional[Mapping[str, Any]], sim: str) -> bool:
     return task_cfg is None or bool(task_cfg.get(sim))
 
 
-def resolve_sim(sim: str, task_cfg: Optional[Mapping[str, Any]] = None, log: Callable[[str], Any] = print) -> str:
-    """``auto`` -> the first installed Isaac framework that ``task_cfg`` has a section for, else ``mujoco``.
+EMBEDDED_SIMS = ("mujoco", "mjwarp")  # the embedded tasks' physics engines (meow_isaac/envs/mujoco_batch.py)
+
+
+def mjwarp_installed() -> bool:
+    """True when ``mujoco_warp`` and ``warp`` can be found (import probes only, nothing is imported)."""
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("mujoco_warp", "warp"))
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_sim(sim: str, task_cfg: Optional[Mapping[str, Any]] = None, log: Callable[[str], Any] = print,
+                device: Optional[str] = None) -> str:
+    """``auto`` -> the first installed Isaac framework that ``task_cfg`` has a section for; else, on a CUDA
+    training ``device`` with MuJoCo Warp installed, ``mjwarp`` (the embedded tasks on the GPU); else ``mujoco``.
 
     Import probes only (``importlib.util.find_spec``); the choice is logged in one line.
 
@@ -52,8 +66,18 @@ def resolve_sim(sim: str, task_cfg: Optional[Mapping[str, Any]] = None, log: Cal
             return usable[0]
         why = (f"installed {', '.join(found)} but task {name} has no section for it" if found
                else "no Isaac framework installed")
-        log(f"[meow-isaac] sim=auto: {why}; using the embedded MuJoCo CPU backend")
+        on_cuda = device is not None and str(device).startswith("cuda")
+        if on_cuda and mjwarp_installed():
+            log(f"[meow-isaac] sim=auto: {why}; using the embedded tasks on MuJoCo Warp on {device} (sim=mjwarp)")
+            return "mjwarp"
+        hint = (" (on a GPU, pip install -e \".[mjwarp]\" runs them on MuJoCo Warp)" if on_cuda else "")
+        log(f"[meow-isaac] sim=auto: {why}; using the embedded MuJoCo CPU backend{hint}")
         return "mujoco"
+    if sim == "mjwarp":
+        if not mjwarp_installed():
+            raise ConfigError("invalid config: sim='mjwarp' needs MuJoCo Warp (python modules mujoco_warp, warp not "
+                              "importable; install: pip install -e \".[mjwarp]\"); accepted: auto, mujoco")
+        return sim
     if sim != "mujoco":
         mods, what = FRAMEWORKS[sim]
         if not installed(sim):
@@ -78,21 +102,24 @@ def make_task_env(task_cfg: Mapping[str, Any], sim: str, num_envs: int, seed: in
     Raises:
         ConfigError: unknown task, invalid task key, or an Isaac framework error (one line).
     """
-    if sim == "mujoco":
-        env = _embedded_env(task_cfg, num_envs, seed, device, num_threads, entry_point)
+    if sim in EMBEDDED_SIMS:
+        env = _embedded_env(task_cfg, num_envs, seed, device, num_threads, entry_point, sim)
     else:
         env = _isaac_env(task_cfg, sim, num_envs, seed, torch.device(device), headless)
     return ReferenceCompat(env) if reference_compat else env
 
 
 def _embedded_env(task_cfg: Mapping[str, Any], num_envs: int, seed: int, device: str, num_threads: int,
-                  entry_point: Optional[str]) -> Any:
+                  entry_point: Optional[str], sim: str = "mujoco") -> Any:
     import tasks
 
     env_cfg = {k: v for k, v in dict(task_cfg.get("env") or {}).items() if k != "numEnvs"}
     try:
         return tasks.make_env(task_cfg["name"], env_cfg, num_envs=num_envs, seed=seed, device=device,
-                              num_threads=num_threads, entry_point=entry_point or task_cfg.get("entry_point"))
+                              num_threads=num_threads, entry_point=entry_point or task_cfg.get("entry_point"),
+                              sim=sim)
+    except ImportError as err:  # sim=mjwarp without MuJoCo Warp: one line
+        raise ConfigError(f"invalid config: {err}") from None
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise

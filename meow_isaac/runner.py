@@ -270,7 +270,7 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
     video_freq = check_int("capture_video_freq", cfg.capture_video_freq) if cfg.capture_video else 0
     video_len = check_int("capture_video_len", cfg.capture_video_len) if cfg.capture_video else 0
     check_distributed_env(os.environ, device)
-    sim = resolve_sim(str(cfg.sim), task_dict)
+    sim = resolve_sim(str(cfg.sim), task_dict, device=str(device))
 
     cpu_malloc = str(cfg.get("cpu_malloc", "retain"))
     if cpu_malloc not in CPU_MALLOC_CHOICES:

@@ -17,8 +17,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def can_render(env: Any) -> bool:
-    """True for envs of the embedded MuJoCo backend (they expose a ``mujoco.batch`` and ``model``)."""
-    return hasattr(env, "batch") and hasattr(env, "model")
+    """True for envs of the embedded MuJoCo backend (a ``model`` and a ``mujoco.batch`` or a physics engine with
+    ``host_data``, e.g. MuJoCo Warp)."""
+    return hasattr(env, "model") and (getattr(env, "batch", None) is not None
+                                      or hasattr(getattr(env, "physics", None), "host_data"))
 
 
 class EpisodeRecorder:
@@ -47,9 +49,13 @@ class EpisodeRecorder:
 
     def frame(self) -> np.ndarray:
         """``(height, width, 3)`` uint8 RGB of the simulation's current state."""
-        self.env.batch.get_data(self.sim, self.data)
-        self._mujoco.mj_forward(self.model, self.data)
-        self.renderer.update_scene(self.data, camera=self.camera)
+        data = self.data
+        if getattr(self.env, "batch", None) is not None:
+            self.env.batch.get_data(self.sim, data)
+        else:  # a device engine: its world copied to the host (video capture only, off the training hot path)
+            data = self.env.physics.host_data(self.sim)[1]
+        self._mujoco.mj_forward(self.model, data)
+        self.renderer.update_scene(data, camera=self.camera)
         return self.renderer.render().copy()
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import site
 import sys
@@ -156,13 +157,18 @@ def resolve_builder(spec: Union[str, Builder]) -> Builder:
 
 
 def make_env(name: str, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0, device: str = "cpu",
-             num_threads: int = 0, entry_point: Union[str, Builder, None] = None) -> Any:
+             num_threads: int = 0, entry_point: Union[str, Builder, None] = None, sim: str = "mujoco") -> Any:
     """Build the embedded-backend env of task ``name`` (or of ``entry_point`` when given; a string is checked
     against the allow-list first, :func:`check_entry_point`).
 
+    ``sim`` is the physics engine of an embedded MuJoCo task (``mujoco``: C ``mujoco.batch``; ``mjwarp``:
+    MuJoCo Warp on ``device``), passed to builders that take a ``sim`` keyword; a builder without one (a pure
+    torch task such as MultiGoal) is built unchanged, with one log line.
+
     Raises:
         ValueError: unknown task name (the message lists the registered ones); an entry point that is invalid,
-            not allowed or not importable.
+            not allowed or not importable; an unknown ``sim``.
+        ImportError: ``sim="mjwarp"`` without MuJoCo Warp (one line saying what to install).
     """
     if isinstance(entry_point, str) and entry_point and entry_point not in _REGISTRY.values():
         check_entry_point(entry_point)
@@ -170,4 +176,21 @@ def make_env(name: str, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0
     if spec is None:
         raise ValueError(f"task={name!r} is not registered; registered tasks: {', '.join(registered_tasks())}")
     builder = resolve_builder(spec)
-    return builder(dict(env_cfg or {}), num_envs=num_envs, seed=seed, device=device, num_threads=num_threads)
+    kwargs = {}
+    if sim != "mujoco":  # physics engine of an embedded MuJoCo task (MujocoBatchEnv(sim=...))
+        if _accepts_sim(builder):
+            kwargs["sim"] = sim
+        else:
+            print(f"[meow-isaac] task {name}: its builder takes no `sim` argument (no MuJoCo physics, e.g. a pure "
+                  f"torch task); sim={sim} builds it unchanged")
+    return builder(dict(env_cfg or {}), num_envs=num_envs, seed=seed, device=device, num_threads=num_threads,
+                   **kwargs)
+
+
+def _accepts_sim(builder: Builder) -> bool:
+    """True if ``builder`` takes a ``sim`` keyword (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "sim" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)

@@ -122,8 +122,8 @@ def cast_cfg_value(key: str, value: Any, default: Any) -> Any:
 
 def random_goal_rotation(u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
     """OIGE ``randomize_rotation``: ``q_x(pi u0) ⊗ q_y(pi u1)`` ``(m, 4)`` for ``u0, u1`` ``(m,)`` in ``[-1, 1]``."""
-    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=u0.dtype).expand(u0.shape[0], 3)
-    y_axis = torch.tensor([0.0, 1.0, 0.0], dtype=u0.dtype).expand(u0.shape[0], 3)
+    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=u0.dtype, device=u0.device).expand(u0.shape[0], 3)
+    y_axis = torch.tensor([0.0, 1.0, 0.0], dtype=u0.dtype, device=u0.device).expand(u0.shape[0], 3)
     return quat_mul(quat_from_angle_axis(math.pi * u0, x_axis), quat_from_angle_axis(math.pi * u1, y_axis))
 
 
@@ -155,7 +155,7 @@ class AllegroHand(MujocoBatchEnv):
         f"{finger}_joint_{k}" for k in range(4) for finger in ("index", "middle", "ring", "thumb"))
 
     def __init__(self, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         self.cfg = cfg = AllegroHandCfg.from_dict(dict(env_cfg or {}))
         model = mujoco.MjModel.from_xml_path(str(ASSETS / self.asset))
         actuated = [model.joint(int(model.actuator_trnid[i, 0])).name for i in range(model.nu)]
@@ -163,12 +163,12 @@ class AllegroHand(MujocoBatchEnv):
             raise ValueError(f"{self.asset}: actuators drive {actuated}, expected the DOF order {self.dof_names}")
         super().__init__(model, num_envs, obs_dim=OBS_DIMS[cfg.observationType], action_dim=len(self.dof_names),
                          frame_skip=cfg.controlFrequencyInv, max_episode_length=cfg.episodeLength - 1,
-                         seed=seed, num_threads=num_threads, device=device, step_stage=STAGE_NONE)
-        f64 = dict(dtype=torch.float64)
+                         seed=seed, num_threads=num_threads, device=device, step_stage=STAGE_NONE, sim=sim)
+        f64 = self.float_kw  # the engine's float dtype and device
         n = self.action_dim
         jnt = [model.joint(name).id for name in self.dof_names]
-        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long)  # (16,)
-        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long)  # (16,)
+        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long, device=self.sim_device)  # (16,)
+        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long, device=self.sim_device)  # (16,)
         self.dof_lower, self.dof_upper = torch.as_tensor(model.jnt_range[jnt], **f64).unbind(1)  # (16,) rad
         obj = model.joint("object")
         self.obj_qpos = int(model.jnt_qposadr[obj.id])  # position at [a, a+3), quaternion at [a+3, a+7)
@@ -225,7 +225,7 @@ class AllegroHand(MujocoBatchEnv):
         cfg = self.cfg
         if cfg.clipActions < 1.0:
             action = action.clamp(-cfg.clipActions, cfg.clipActions)
-        self.actions = action.to(torch.float64)
+        self.actions = action.to(self.dtype)
         if cfg.useRelativeControl:
             targets = integrate_targets(self.prev_targets, self.actions, cfg.dofSpeedScale, TASK_DT,
                                         self.dof_lower, self.dof_upper)
@@ -268,8 +268,8 @@ class AllegroHand(MujocoBatchEnv):
         reward = (cfg.distRewardScale * goal_dist + cfg.rotRewardScale / (rot_dist.abs() + cfg.rotEps)
                   + cfg.actionPenaltyScale * (self.actions ** 2).sum(-1))
         success = rot_dist.abs() <= cfg.successTolerance
-        self.successes += success.to(torch.float64)
-        reward = reward + cfg.reachGoalBonus * success.to(torch.float64)
+        self.successes += success.to(self.dtype)
+        reward = reward + cfg.reachGoalBonus * success.to(self.dtype)
         fell = goal_dist >= cfg.fallDistance
         reward = torch.where(fell, reward + cfg.fallPenalty, reward)
         terminated = fell

@@ -121,7 +121,7 @@ class Anymal(MujocoBatchEnv):
     dof_names = DOF_NAMES
 
     def __init__(self, env_cfg: Optional[Mapping[str, Any]], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         cfg = self.cfg = merge_env_cfg(DEFAULTS, dict(env_cfg or {}))
         learn = cfg["learn"]
         max_len = int(learn["episodeLength_s"] / TASK_DT + 0.5)  # OIGE maxLen
@@ -136,12 +136,12 @@ class Anymal(MujocoBatchEnv):
             raise ValueError(f"anymal.xml: actuators drive {actuated}, expected the DOF order {DOF_NAMES}")
         super().__init__(model, num_envs, obs_dim=48, action_dim=12, frame_skip=FRAME_SKIP,
                          max_episode_length=max_len - 1, seed=seed, num_threads=num_threads, device=device,
-                         step_stage=STAGE_NONE)
+                         step_stage=STAGE_NONE, sim=sim)
 
-        f64 = dict(dtype=torch.float64)
+        f64 = self.float_kw  # the engine's float dtype and device
         jnt = [model.joint(name).id for name in DOF_NAMES]
-        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long)  # (12,)
-        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long)  # (12,)
+        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long, device=self.sim_device)  # (12,)
+        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long, device=self.sim_device)  # (12,)
         self.dof_lower, self.dof_upper = torch.as_tensor(model.jnt_range[jnt], **f64).unbind(1)  # (12,) rad
         self.default_dof_pos = torch.tensor([cfg["defaultJointAngles"][n] for n in DOF_NAMES], **f64)  # (12,)
         ranges = cfg["randomCommandVelocityRanges"]
@@ -172,22 +172,22 @@ class Anymal(MujocoBatchEnv):
         targets ``q_default``, commands ``~ U(ranges)``, previous actions and joint velocities 0."""
         m = len(ids)
         rows = ids[:, None]
-        self.qpos[ids, 0:3] = torch.tensor(BASE_INIT_POS, dtype=torch.float64)
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+        self.qpos[ids, 0:3] = torch.tensor(BASE_INIT_POS, **self.float_kw)
+        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
         self.qvel[ids] = 0.0
         self.qpos[rows, self.qpos_idx] = self.default_dof_pos
         self.qvel[rows, self.qvel_idx] = sample_uniform(self.generator, [-DOF_VEL_RESET] * 12,
-                                                        [DOF_VEL_RESET] * 12, m)
+                                                        [DOF_VEL_RESET] * 12, m, dtype=self.dtype)
         self.targets[ids] = self.default_dof_pos
         self.ctrl[ids] = self.default_dof_pos
-        self.commands[ids] = sample_uniform(self.generator, self.command_low, self.command_high, m)
+        self.commands[ids] = sample_uniform(self.generator, self.command_low, self.command_high, m, dtype=self.dtype)
         self.actions[ids] = 0.0
         self.last_actions[ids] = 0.0
         self.last_dof_vel[ids] = 0.0
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """Section 4.3: ``targets = clamp(targets + actionScale * a * TASK_DT, lo, hi)`` -> servo ``ctrl``."""
-        self.actions = action.to(torch.float64)
+        self.actions = action.to(self.dtype)
         self.targets = integrate_targets(self.targets, self.actions, self.cfg["control"]["actionScale"], TASK_DT,
                                          self.dof_lower, self.dof_upper)
         self.ctrl.copy_(self.targets)

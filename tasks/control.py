@@ -71,12 +71,17 @@ def position_servo_gains(model: mujoco.MjModel) -> Tuple[np.ndarray, np.ndarray,
 
 def sample_uniform(generator: torch.Generator, low: Bound, high: Bound, num: int,
                    dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``(num, d)`` samples, column ``j`` from ``U(low_j, high_j)`` (``low``/``high``: scalars or ``(d,)``)."""
-    low_t = torch.atleast_1d(torch.as_tensor(low, dtype=dtype))
-    high_t = torch.atleast_1d(torch.as_tensor(high, dtype=dtype))
+    """``(num, d)`` samples, column ``j`` from ``U(low_j, high_j)`` (``low``/``high``: scalars or ``(d,)``).
+
+    Drawn in float64 on the generator's device and returned as ``dtype`` there, so the same seed gives the
+    same numbers (up to rounding) for every engine dtype.
+    """
+    f64 = dict(dtype=torch.float64, device=generator.device)
+    low_t = torch.atleast_1d(torch.as_tensor(low, **f64))
+    high_t = torch.atleast_1d(torch.as_tensor(high, **f64))
     low_t, high_t = torch.broadcast_tensors(low_t, high_t)
-    u = torch.rand((num, low_t.shape[0]), generator=generator, dtype=dtype)
-    return low_t + (high_t - low_t) * u
+    u = torch.rand((num, low_t.shape[0]), generator=generator, **f64)
+    return (low_t + (high_t - low_t) * u).to(dtype)
 
 
 def absolute_targets(actions: torch.Tensor, prev_targets: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,

@@ -120,7 +120,7 @@ def franka_reward(cfg: FrankaCabinetCfg, franka_grasp_pos: torch.Tensor, drawer_
     dist_reward = torch.where(d <= 0.02, dist_reward * 2.0, dist_reward)
 
     def axis(q: torch.Tensor, v: Tuple[float, float, float]) -> torch.Tensor:
-        return quat_rotate(q, torch.tensor(v, dtype=q.dtype).expand(q.shape[0], 3))
+        return quat_rotate(q, torch.tensor(v, dtype=q.dtype, device=q.device).expand(q.shape[0], 3))
 
     dot1 = (axis(franka_grasp_rot, (0.0, 0.0, 1.0)) * axis(drawer_grasp_rot, (-1.0, 0.0, 0.0))).sum(-1)
     dot2 = (axis(franka_grasp_rot, (0.0, 1.0, 0.0)) * axis(drawer_grasp_rot, (0.0, 0.0, 1.0))).sum(-1)
@@ -164,7 +164,7 @@ class FrankaCabinet(MujocoBatchEnv):
     reproduce_rfinger_bug: ClassVar[bool] = True  # OIGE reads the right finger from the left-finger view
 
     def __init__(self, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         self.cfg = cfg = FrankaCabinetCfg.from_dict(dict(env_cfg or {}))
         model = load_model(cfg.numProps)
         actuated = [model.joint(int(model.actuator_trnid[i, 0])).name for i in range(model.nu)]
@@ -173,12 +173,12 @@ class FrankaCabinet(MujocoBatchEnv):
         super().__init__(model, num_envs, obs_dim=23, action_dim=len(self.dof_names),
                          frame_skip=cfg.controlFrequencyInv, max_episode_length=cfg.episodeLength - 1,
                          seed=seed, num_threads=num_threads, device=device, step_stage=STAGE_POS,
-                         persistent=True)
-        f64 = dict(dtype=torch.float64)
+                         persistent=True, sim=sim)
+        f64 = self.float_kw  # the engine's float dtype and device
         n = self.action_dim
         jnt = [model.joint(name).id for name in self.dof_names]
-        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long)  # (9,)
-        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long)  # (9,)
+        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long, device=self.sim_device)  # (9,)
+        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long, device=self.sim_device)  # (9,)
         self.dof_lower, self.dof_upper = torch.as_tensor(model.jnt_range[jnt], **f64).unbind(1)  # (9,)
         self.default_dof_pos = torch.tensor(DEFAULT_DOF_POS, **f64)
         self.speed_scales = torch.ones(n, **f64)
@@ -188,9 +188,9 @@ class FrankaCabinet(MujocoBatchEnv):
         self.drawer_qvel = int(model.jnt_dofadr[drawer.id])
         self.props = [model.joint(f"prop_{k}") for k in range(cfg.numProps)]
         self.prop_qpos_idx = torch.tensor([int(model.jnt_qposadr[j.id]) + i for j in self.props for i in range(7)],
-                                          dtype=torch.long)
+                                          dtype=torch.long, device=self.sim_device)
         self.prop_qvel_idx = torch.tensor([int(model.jnt_dofadr[j.id]) + i for j in self.props for i in range(6)],
-                                          dtype=torch.long)
+                                          dtype=torch.long, device=self.sim_device)
         self.prop_init_qpos = torch.as_tensor(model.qpos0, **f64)[self.prop_qpos_idx]
         self.body_ids = {name: model.body(name).id for name in
                          ("panda_link7", "panda_leftfinger", "panda_rightfinger", "drawer_top")}
@@ -239,7 +239,7 @@ class FrankaCabinet(MujocoBatchEnv):
         cfg = self.cfg
         if cfg.clipActions < 1.0:
             action = action.clamp(-cfg.clipActions, cfg.clipActions)
-        self.actions = action.to(torch.float64)
+        self.actions = action.to(self.dtype)
         self.targets = integrate_targets(self.targets, self.actions * self.speed_scales, cfg.actionScale, TASK_DT,
                                          self.dof_lower, self.dof_upper)
         self.ctrl.copy_(self.targets)

@@ -19,6 +19,13 @@ persistent batch and a per-simulation fallback: ``batch.get_data(i)`` + ``mj_rne
 simulation per step, serial). As in Gymnasium, ``cfrc_ext`` is zero in the observation right after a reset
 (``mj_resetData`` zeroes it and ``mj_forward`` does not compute it).
 
+MuJoCo Warp (``sim="mjwarp"``, ``meow_isaac/envs/mjwarp.py``): the same classes, float32. ``cfrc_ext`` comes from
+MuJoCo Warp's batched ``rne_postconstraint`` (no per-simulation fallback). ``humanoid.xml`` asks for the PGS
+solver, which MuJoCo Warp does not implement: on ``sim=mjwarp`` MujocoHumanoid uses Newton (logged once; both
+solve the same convex constraint problem, the trajectories agree to ~3e-5 over 5 steps, ``tests/test_mjwarp.py``).
+MujocoAnt (RK4 with contacts) agrees to float32 precision until its first ground contact, after which the two
+engines' contact responses differ (velocities by ~1 within a step): train and evaluate on one engine.
+
 ``env_cfg`` keys (all optional; unknown keys raise ``ValueError``) are Gymnasium's v5 constructor arguments in
 camelCase (``ctrl_cost_weight`` -> ``ctrlCostWeight``) plus ``episodeLength`` (default 1000) and ``numEnvs``
 (ignored here: the ``num_envs`` argument decides).
@@ -68,7 +75,7 @@ class GymMujocoTask(MujocoBatchEnv):
     DEFAULTS: Dict[str, Any] = {}  #: accepted ``env_cfg`` keys and their v5 defaults
 
     def __init__(self, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         env_cfg = dict(env_cfg or {})
         for key in env_cfg:
             if key not in self.DEFAULTS:
@@ -81,34 +88,29 @@ class GymMujocoTask(MujocoBatchEnv):
             raise ValueError(f"{self.XML}: actuator ctrlrange must be limited and symmetric to map [-1, 1] onto it")
         super().__init__(model, num_envs, obs_dim=self.OBS_DIM, action_dim=model.nu, frame_skip=self.FRAME_SKIP,
                          max_episode_length=int(self.cfg["episodeLength"]), seed=seed, num_threads=num_threads,
-                         device=device, persistent=self.NEEDS_CFRC_EXT)
-        self.ctrl_high = torch.from_numpy(high.copy())  # (action_dim,) float64
-        self._x_before = torch.zeros(self.num_envs, dtype=torch.float64)
+                         device=device, persistent=self.NEEDS_CFRC_EXT, sim=sim)
+        self.ctrl_high = torch.as_tensor(high, **self.float_kw)  # (action_dim,)
+        self._x_before = torch.zeros(self.num_envs, **self.float_kw)
         if self.NEEDS_CFRC_EXT:
-            self.cfrc_ext = torch.zeros(self.num_envs, model.nbody, 6, dtype=torch.float64)
-            self._scratch = mujoco.MjData(model)
+            self.cfrc_ext = torch.zeros(self.num_envs, model.nbody, 6, **self.float_kw)
 
     # ------------------------------------------------------------------ helpers
     def set_state(self, qpos: Union[torch.Tensor, np.ndarray], qvel: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
         """Gymnasium's ``MujocoEnv.set_state`` for every env: write ``qpos`` ``(N, nq)`` and ``qvel`` ``(N, nv)``,
         run ``mj_forward``; returns the float32 ``(N, obs_dim)`` observation. Episode counters are untouched."""
-        self.qpos.copy_(torch.as_tensor(qpos, dtype=torch.float64))
-        self.qvel.copy_(torch.as_tensor(qvel, dtype=torch.float64))
-        self.batch.forward()
+        self.qpos.copy_(torch.as_tensor(qpos, **self.float_kw))
+        self.qvel.copy_(torch.as_tensor(qvel, **self.float_kw))
+        self.physics.forward()
         return self._observe().to(self.device, torch.float32)
 
     def _update_cfrc_ext(self) -> None:
         """``cfrc_ext`` ``(N, nbody, 6)`` as Gymnasium's post-step ``mj_rnePostConstraint`` gives it.
 
-        Per-simulation fallback (see the module docstring): the persistent batch's ``MjData`` of each simulation is
-        copied into a scratch ``MjData`` and ``mj_rnePostConstraint`` runs on it (per-sim model fields are not
-        expanded, so ``self.model`` is every simulation's model).
+        The engine's ``post_constraint``: on the C engine the per-simulation fallback of the module docstring
+        (persistent batch, ``get_data(i)`` + ``mj_rnePostConstraint``), on MuJoCo Warp its batched
+        ``rne_postconstraint`` kernel.
         """
-        out = self.cfrc_ext.numpy()
-        for i in range(self.num_envs):
-            self.batch.get_data(i, self._scratch)
-            mujoco.mj_rnePostConstraint(self.model, self._scratch)
-            out[i] = self._scratch.cfrc_ext
+        self.cfrc_ext.copy_(self.physics.post_constraint())
 
     # ------------------------------------------------------------------ task pieces (overridable)
     def _x_position(self) -> torch.Tensor:
@@ -117,7 +119,7 @@ class GymMujocoTask(MujocoBatchEnv):
 
     def _healthy(self) -> torch.Tensor:
         """``(N,)`` bool health of the current state; default always healthy."""
-        return torch.ones(self.num_envs, dtype=torch.bool)
+        return torch.ones(self.num_envs, dtype=torch.bool, device=self.sim_device)
 
     def _extra_obs(self) -> Tuple[torch.Tensor, ...]:
         """Observation terms after ``qpos``/``qvel``, each ``(N, k)`` float64."""
@@ -139,7 +141,7 @@ class GymMujocoTask(MujocoBatchEnv):
             self.cfrc_ext[ids] = 0.0
 
     def _apply_action(self, action: torch.Tensor) -> None:
-        self.ctrl.copy_(action.to(torch.float64) * self.ctrl_high)
+        self.ctrl.copy_(action.to(self.dtype) * self.ctrl_high)
 
     def _before_physics(self) -> None:
         self._x_before = self._x_position().clone()
@@ -238,7 +240,7 @@ class MujocoHumanoid(GymMujocoTask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.body_mass = torch.from_numpy(self.model.body_mass.copy())  # (nbody,) kg
+        self.body_mass = torch.as_tensor(self.model.body_mass, **self.float_kw)  # (nbody,) kg
 
     def _x_position(self) -> torch.Tensor:
         return torch.einsum("b,nb->n", self.body_mass, self.view("xipos")[:, :, 0]) / self.body_mass.sum()
@@ -268,4 +270,4 @@ class InvertedPendulum(GymMujocoTask):
 
     def _reward_terminated(self, action: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         healthy = self._healthy()
-        return healthy.to(torch.float64), ~healthy
+        return healthy.to(self.dtype), ~healthy

@@ -74,7 +74,7 @@ class Ingenuity(MujocoBatchEnv):
     """
 
     def __init__(self, env_cfg: Optional[Mapping[str, Any]], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         cfg = self.cfg = merge_env_cfg(DEFAULTS, dict(env_cfg or {}))
         if cfg["maxEpisodeLength"] < 2:
             raise ValueError(f"maxEpisodeLength={cfg['maxEpisodeLength']} is invalid: expected an integer >= 2")
@@ -83,9 +83,10 @@ class Ingenuity(MujocoBatchEnv):
         model = mujoco.MjModel.from_xml_path(str(ASSETS / "ingenuity.xml"))
         super().__init__(model, num_envs, obs_dim=13, action_dim=6, frame_skip=1,
                          max_episode_length=cfg["maxEpisodeLength"] - 1, seed=seed, num_threads=num_threads,
-                         device=device, step_stage=STAGE_NONE)
-        f64 = dict(dtype=torch.float64)
-        self.rotor_ids = torch.tensor([model.body(f"rotor_physics_{k}").id for k in range(2)])  # (2,)
+                         device=device, step_stage=STAGE_NONE, sim=sim)
+        f64 = self.float_kw  # the engine's float dtype and device
+        self.rotor_ids = torch.tensor([model.body(f"rotor_physics_{k}").id for k in range(2)],
+                                      device=self.sim_device)  # (2,)
         self.xfrc_applied = self.view("xfrc_applied")  # (N, nbody, 6) world force [N], torque [N m] at COMs
         self.mocap_pos = self.view("mocap_pos")  # (N, 1, 3) the visual goal ball
         self.target_low = torch.tensor(TARGET_LOW, **f64)
@@ -103,15 +104,16 @@ class Ingenuity(MujocoBatchEnv):
 
     def _set_targets(self, ids: torch.Tensor) -> None:
         """Section 7.4: new goals ``x, y ~ U(-1, 1)``, ``z ~ U(1, 2)`` [m] for envs ``ids``."""
-        self.targets[ids] = sample_uniform(self.generator, self.target_low, self.target_high, len(ids))
+        self.targets[ids] = sample_uniform(self.generator, self.target_low, self.target_high, len(ids),
+                                           dtype=self.dtype)
         self.mocap_pos[ids, 0] = self.targets[ids]
 
     # ------------------------------------------------------------------ task hooks
     def _reset_state(self, ids: torch.Tensor) -> None:
         """Section 7.4: root at ``(0, 0, 1) + U(-0.5, 0.5)^3`` upright at rest, new goal."""
-        noise = sample_uniform(self.generator, [-INIT_POS_NOISE] * 3, [INIT_POS_NOISE] * 3, len(ids))
-        self.qpos[ids, 0:3] = torch.tensor(INIT_POS, dtype=torch.float64) + noise
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+        noise = sample_uniform(self.generator, [-INIT_POS_NOISE] * 3, [INIT_POS_NOISE] * 3, len(ids), dtype=self.dtype)
+        self.qpos[ids, 0:3] = torch.tensor(INIT_POS, **self.float_kw) + noise
+        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
         self.qvel[ids] = 0.0
         self._set_targets(ids)
 
@@ -120,7 +122,7 @@ class Ingenuity(MujocoBatchEnv):
         due = (self.progress % TARGET_PERIOD == 0) & (self.progress > 0)  # progress 0: sampled at reset
         if bool(due.any()):
             self._set_targets(due.nonzero().squeeze(1))
-        a = action.to(torch.float64).view(-1, 2, 3)
+        a = action.to(self.dtype).view(-1, 2, 3)
         fz = THRUST_DT * torch.clamp(a[:, :, 2] * THRUST_LIMIT, -THRUST_LIMIT, THRUST_LIMIT)  # (N, 2)
         lateral = torch.clamp(a[:, :, 0:2] * LATERAL_FRACTION, -LATERAL_FRACTION, LATERAL_FRACTION)  # (N, 2, 2)
         self.thrusts = torch.cat([fz[:, :, None] * lateral, fz[:, :, None]], dim=-1)

@@ -108,7 +108,7 @@ class LocomotionTask(MujocoBatchEnv):
     defaults: ClassVar[Dict[str, Any]]  # OIGE yaml constants (LocomotionCfg keys)
 
     def __init__(self, env_cfg: Mapping[str, Any], num_envs: int, seed: int = 0,
-                 device: Union[str, torch.device] = "cpu", num_threads: int = 0) -> None:
+                 device: Union[str, torch.device] = "cpu", num_threads: int = 0, sim: str = "mujoco") -> None:
         self.cfg = LocomotionCfg.from_dict(self.defaults, dict(env_cfg or {}))
         model = mujoco.MjModel.from_xml_path(str(ASSETS / self.asset))
         n, k = len(self.dof_names), len(self.feet)
@@ -119,19 +119,19 @@ class LocomotionTask(MujocoBatchEnv):
             model, num_envs, obs_dim=12 + 3 * n + 6 * k, action_dim=n,
             frame_skip=round(CONTROL_DT / model.opt.timestep),
             max_episode_length=self.cfg.episodeLength - 1,
-            seed=seed, num_threads=num_threads, device=device, step_stage=STAGE_NONE)
+            seed=seed, num_threads=num_threads, device=device, step_stage=STAGE_NONE, sim=sim)
 
-        f64 = dict(dtype=torch.float64)
+        f64 = self.float_kw  # the engine's float dtype and device
         jnt = [model.joint(name).id for name in self.dof_names]
-        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long)  # (n,)
-        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long)  # (n,)
+        self.qpos_idx = torch.as_tensor(model.jnt_qposadr[jnt], dtype=torch.long, device=self.sim_device)  # (n,)
+        self.qvel_idx = torch.as_tensor(model.jnt_dofadr[jnt], dtype=torch.long, device=self.sim_device)  # (n,)
         self.dof_lower, self.dof_upper = torch.as_tensor(model.jnt_range[jnt], **f64).unbind(1)  # (n,) rad
         # q_init: the asset's zero pose clamped into the limits (section 1 "Reset"; IGE does the same).
         self.dof_init = torch.zeros(n, **f64).clamp(self.dof_lower, self.dof_upper)
         self.gear = torch.as_tensor(model.actuator_gear[:, 0], **f64)  # (n,) N m per unit action
         self.motor_effort_ratio = self.gear / self.gear.max()  # (n,), Ant: all ones
         adr = [int(model.sensor(f"{foot}_{kind}").adr[0]) for foot in self.feet for kind in ("force", "torque")]
-        self.foot_idx = torch.tensor([a + j for a in adr for j in range(3)])  # (6k,) columns of sensordata
+        self.foot_idx = torch.tensor([a + j for a in adr for j in range(3)], device=self.sim_device)  # (6k,)
         self.target = torch.tensor(TARGET, **f64)  # (3,) m
         self.sensordata = self.view("sensordata")
         self.actions = torch.zeros(self.num_envs, n, **f64)  # (N, n) last applied actions
@@ -155,8 +155,8 @@ class LocomotionTask(MujocoBatchEnv):
         ``q = clamp(q_init + U(-0.2, 0.2), lo, hi)`` [rad], ``q̇ = U(-0.1, 0.1)`` [rad/s]."""
         m = len(ids)
         rows = ids[:, None]
-        self.qpos[ids, 0:3] = torch.tensor([0.0, 0.0, self.start_height], dtype=torch.float64)
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+        self.qpos[ids, 0:3] = torch.tensor([0.0, 0.0, self.start_height], **self.float_kw)
+        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
         self.qvel[ids] = 0.0
         n = len(self.dof_names)
         dof_pos = (self.dof_init + self.uniform(-0.2, 0.2, (m, n))).clamp(self.dof_lower, self.dof_upper)
@@ -167,7 +167,7 @@ class LocomotionTask(MujocoBatchEnv):
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """``ctrl = a * powerScale``; the asset's motor gear turns it into ``a * gear * powerScale`` [N m]."""
-        self.actions = action.to(torch.float64)
+        self.actions = action.to(self.dtype)
         self.ctrl.copy_(self.actions * self.cfg.powerScale)
 
     def _compute_obs(self) -> torch.Tensor:
@@ -177,7 +177,7 @@ class LocomotionTask(MujocoBatchEnv):
         to_target = self.target - pos
         to_target[:, 2] = 0.0
         target_dir = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True)
-        heading_vec = quat_rotate(quat, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).expand_as(pos))
+        heading_vec = quat_rotate(quat, torch.tensor([1.0, 0.0, 0.0], **self.float_kw).expand_as(pos))
         heading_proj = (heading_vec * target_dir).sum(-1)
         up_proj = 1.0 - 2.0 * (quat[:, 1] ** 2 + quat[:, 2] ** 2)  # z of R(q) e_z
         roll, _, yaw = get_euler_xyz(quat)
@@ -245,7 +245,7 @@ class Ant(LocomotionTask):
 
     def _dof_at_limit_cost(self, dof_pos_unscaled: torch.Tensor) -> torch.Tensor:
         """Upstream quirk (section 2.2): ``#{i : unscale(q_i) > 0.99}``, unweighted, upper side only."""
-        return (dof_pos_unscaled > 0.99).sum(-1).to(torch.float64)
+        return (dof_pos_unscaled > 0.99).sum(-1).to(dof_pos_unscaled.dtype)
 
 
 class Humanoid(LocomotionTask):
