@@ -15,7 +15,9 @@ import pytest
 from conftest import REPO
 
 FAKES = Path(REPO) / "tests" / "fakes"
-ROOTS = ("isaacgym", "isaacgymenvs", "omni", "omniisaacgymenvs", "isaaclab", "isaaclab_tasks", "fake_dynamics")
+FAKES_PIP = Path(REPO) / "tests" / "fakes_pip"  # the Isaac Lab 2.x PyPI wheel layout (links into FAKES)
+ROOTS = ("isaacgym", "isaacgymenvs", "omni", "omniisaacgymenvs", "isaaclab", "isaaclab_tasks", "fake_dynamics",
+         "app_launcher")
 TASKS = ("Ant", "Humanoid", "Anymal", "AllegroHand", "FrankaCabinet", "Ingenuity")
 LAB_TASKS = TASKS[:5]  # Isaac Lab ships no Ingenuity task
 
@@ -27,7 +29,7 @@ def purge_fake_modules() -> None:
             del sys.modules[name]
     gym = sys.modules.get("gymnasium")
     if gym is not None:
-        for env_id in [k for k in gym.registry if k.startswith("Isaac-")]:
+        for env_id in [k for k in gym.registry if k.startswith(("Isaac-", "IsaacContrib-"))]:
             del gym.registry[env_id]
 
 
@@ -62,5 +64,17 @@ def fakes(monkeypatch):
     monkeypatch.setitem(sys.modules, "isaacgym", types.ModuleType("isaacgym"))  # imported before torch
     monkeypatch.setenv("FAKE_ISAACLAB_VERSION", "2")
     yield FAKES
+    close_open_sims()
+    purge_fake_modules()
+
+
+@pytest.fixture
+def fakes_pip(monkeypatch):
+    """Only the fake Isaac Lab 2.x PyPI wheel on the path (``tests/fakes_pip``): ``isaaclab`` is the wheel's
+    shim and ``isaaclab_tasks`` is not importable until ``AppLauncher`` has started the app."""
+    purge_fake_modules()
+    monkeypatch.syspath_prepend(str(FAKES_PIP))
+    monkeypatch.setenv("FAKE_ISAACLAB_VERSION", "2")
+    yield FAKES_PIP
     close_open_sims()
     purge_fake_modules()
