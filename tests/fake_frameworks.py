@@ -78,3 +78,32 @@ def fakes_pip(monkeypatch):
     yield FAKES_PIP
     close_open_sims()
     purge_fake_modules()
+
+
+def short_episodes(sim: str, task: str, steps: int = 16) -> dict:
+    """The keys of the ``<sim>:`` section of ``cfg/task/<task>.yaml`` for episodes of ``steps`` agent steps,
+    under the real task's own key: IsaacGymEnvs / OIGE ``env.episodeLength``, Anymal ``env.learn.episodeLength_s``
+    (IGE ``int(s / 0.02 + 0.5)``, OIGE ``int(s / (1/60) + 0.5)``), Ingenuity ``env.maxEpisodeLength``; actions
+    unclipped by the framework (``clipActions``). Isaac Lab: ``episode_length_s`` of the env cfg (0.26 s: 16 steps
+    of Ant/Humanoid/Franka, 13 of ANYmal, 8 of Allegro, whose step dt differ)."""
+    if sim == "isaaclab":
+        return {"env_cfg": {"episode_length_s": 0.26}}
+    env: dict = {"clipActions": 100.0}
+    if task == "Anymal":
+        env["learn"] = {"episodeLength_s": steps * (0.02 if sim == "isaacgym" else 1.0 / 60.0)}
+    elif task == "Ingenuity":
+        env["maxEpisodeLength"] = steps
+    else:
+        env["episodeLength"] = steps
+    return {"overrides": {"env": env}}
+
+
+def short_episodes_cli(sim: str, task: str, steps: int = 16) -> list:
+    """:func:`short_episodes` as ``+task.<sim>....=value`` hydra overrides (clipActions left alone)."""
+    def flat(prefix, node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(f"{prefix}.{key}", value)
+            elif key != "clipActions":
+                yield f"+{prefix}.{key}={value}"
+    return list(flat(f"task.{sim}", short_episodes(sim, task, steps)))
