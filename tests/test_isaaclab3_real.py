@@ -52,7 +52,7 @@ class Recorder:
     """Hooks on the raw env: what ``step`` returned (cloned) and the true obs of each env just before its reset."""
 
     def __init__(self, raw):
-        self.raw, self.steps, self.pre_reset = raw, [], None
+        self.raw, self.steps, self.pre_reset, self.last_final = raw, [], None, None
         self._step, self._reset_idx = raw.step, raw._reset_idx
         raw.step, raw._reset_idx = self.step, self.reset_idx
         self.extras_ids = set()
@@ -75,11 +75,12 @@ class Recorder:
         self.pre_reset = torch.full((self.raw.num_envs, self.obs_dim), float("nan"))
         obs, rew, terminated, time_outs, extras = self._step(action)
         self.extras_ids.add(id(extras))
+        final = extras.get("final_obs")  # a reference is kept, so a new object cannot reuse the old one's id
         self.steps.append({"obs": obs["policy"].clone().cpu(), "reward": rew.clone().cpu(),
                            "terminated": terminated.clone().cpu(), "time_outs": time_outs.clone().cpu(),
-                           "final_obs_written": "final_obs" in extras and id(extras["final_obs"]) not in
-                           {s.get("final_id") for s in self.steps},
-                           "final_id": id(extras.get("final_obs")), "pre_reset": self.pre_reset})
+                           "final_obs_written": final is not None and final is not self.last_final,
+                           "pre_reset": self.pre_reset})
+        self.last_final = final
         self.pre_reset = None
         return obs, rew, terminated, time_outs, extras
 
@@ -109,7 +110,10 @@ def test_contract_against_the_real_env(ant_env):
     returns, lengths = torch.zeros(N), torch.zeros(N, dtype=torch.long)
     counts = {"done": 0, "terminated": 0, "truncated": 0, "stored": 0}
     expected_next = []
+    termination_height = raw.cfg.termination_height
     for t in range(CONTRACT_STEPS):
+        if t == CONTRACT_STEPS // 2:  # random actions rarely topple the Ant: from here on, half the envs die
+            raw.cfg.termination_height = float(raw.torso_position[:, 2].median())
         action = torch.rand(N, env.action_dim, generator=gen) * 2.4 - 1.2
         out = env.step(action)
         raw_t = rec.steps[-1]
@@ -142,6 +146,7 @@ def test_contract_against_the_real_env(ant_env):
         counts["stored"] += int(out.valid.sum())
         obs = out.obs
     rec.undo()
+    raw.cfg.termination_height = termination_height
     assert len(rec.extras_ids) == 1  # one persistent extras dict, as the fakes model it
     # the replay buffer holds exactly the valid rows, each a real (s, s') pair of the env
     stored_next = buf.next_obs[buf.valid]
