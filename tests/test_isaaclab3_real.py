@@ -236,7 +236,8 @@ def test_runner_trains_checkpoints_resumes_and_plays(tmp_path, task):
 def test_runner_short_training(tmp_path, task):
     _require_assets()
     out = _runner([f"task={task}", "sim=isaaclab", f"experiment={task.lower()}", "max_iterations=40",
-                   "+task.isaaclab.env_cfg.episode_length_s=0.5", "train.eval_interval=0"] + SMALL, tmp_path)
-    assert f"gym id {GYM_IDS[task]}" in out and f"{task} on isaaclab: 16 envs" in out
+                   "+task.isaaclab.env_cfg.episode_length_s=0.5", "train.eval_interval=0"] + SMALL + ["num_envs=8"],
+                  tmp_path)
+    assert f"gym id {GYM_IDS[task]}" in out and f"{task} on isaaclab: 8 envs" in out
     assert "done: iteration 40" in out
     assert (tmp_path / "runs" / task.lower() / "nn" / f"{task.lower()}.pth").is_file()
