@@ -9,8 +9,8 @@
 #    so that no Isaac Lab pin moves (`pip check` must pass).
 # 3. The local asset tree (python -m meow_isaac.envs.isaaclab_assets OUT_DIR): $ISAACSIM_ASSET_ROOT if set, else
 #    ~/.cache/meow-isaac/assets-ci/<hash of the asset sources>, written when absent.
-# 4. pytest -m isaaclab3 (tests/test_isaaclab3_real.py) with that venv's python. Any failure fails CI; no test
-#    selected (exit 5) fails too.
+# 4. pytest -m isaaclab3 (tests/test_isaaclab3_real.py) with that venv's python, 2 workers ($MEOW_CI_WORKERS).
+#    Any failure fails CI; no test selected (exit 5) fails too.
 # Without a working python3.12 the stage is not run (one line, exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,7 @@ echo "[ci_isaaclab3] venv $venv ready ($(($(date +%s) - start)) s)"
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
 "$py" -m pip freeze --exclude-editable | grep -v -i '^meow-isaac' > "$constraints"
-"$py" -m pip install -q -c "$constraints" "imageio[ffmpeg]>=2.30" "pytest>=7"
+"$py" -m pip install -q -c "$constraints" "imageio[ffmpeg]>=2.30" "pytest>=7" "pytest-xdist>=3"
 "$py" -m pip check
 
 # Local assets (no download at run time).
@@ -75,5 +75,6 @@ fi
 echo "[ci_isaaclab3] assets $assets ($(($(date +%s) - start)) s)"
 
 ISAACSIM_ASSET_ROOT="$assets" PYTHONPATH="$PWD" OMP_NUM_THREADS=1 MPLBACKEND=Agg WANDB_MODE=offline \
-    "$py" -m pytest -q -m isaaclab3 -p no:cacheprovider -s tests/test_isaaclab3_real.py
+    "$py" -m pytest -q -m isaaclab3 -p no:cacheprovider -n "${MEOW_CI_WORKERS:-2}" --dist loadgroup \
+    -W ignore::DeprecationWarning -W ignore::FutureWarning --durations=0 tests/test_isaaclab3_real.py
 echo "[ci_isaaclab3] passed in $(($(date +%s) - start)) s"
