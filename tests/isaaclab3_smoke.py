@@ -1,7 +1,7 @@
 """Physics smoke run of one REAL Isaac Lab 3 task on a local asset tree; prints one JSON line (used by
 tests/test_isaaclab_assets.py, which runs it in a subprocess with the Isaac Lab venv's Python).
 
-    ISAACSIM_ASSET_ROOT=TREE python tests/isaaclab3_smoke.py TASK_ID NUM_ENVS STEPS SEED
+    ISAACSIM_ASSET_ROOT=TREE python tests/isaaclab3_smoke.py TASK_ID NUM_ENVS STEPS SEED [EPISODE_LENGTH_S]
 
 Random uniform actions in [-1, 1] for STEPS env steps on device cpu. Reported (SI units, world frame minus the
 env origin): ``root_z`` of the articulation ``robot`` per step (min / max / mean over envs and steps, and the
@@ -21,6 +21,7 @@ import time
 
 def main() -> int:
     task, num_envs, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    episode_length_s = float(sys.argv[5]) if len(sys.argv) > 5 else None
     if not os.environ.get("ISAACSIM_ASSET_ROOT"):
         print("ISAACSIM_ASSET_ROOT is not set", file=sys.stderr)
         return 2
@@ -34,6 +35,8 @@ def main() -> int:
     torch.manual_seed(seed)
     env_cfg = parse_env_cfg(task, device="cpu", num_envs=num_envs)
     env_cfg.seed = seed
+    if episode_length_s is not None:
+        env_cfg.episode_length_s = episode_length_s
     t0 = time.time()
     with launch_simulation(env_cfg, {"headless": True, "device": "cpu"}):
         env = gym.make(task, cfg=env_cfg)
@@ -72,7 +75,7 @@ def main() -> int:
             lengths += ep_len[done].tolist()
             ep_len[done] = 0
         z = torch.stack(z_all)
-        masses = robot.data.default_mass.torch[0].tolist() if hasattr(robot.data, "default_mass") else None
+        masses = robot.data.body_mass.torch[0].tolist() if hasattr(robot.data, "body_mass") else None
         out = {
             "task": task, "num_envs": num_envs, "steps": steps, "seconds": round(time.time() - t0, 1),
             "root_z_first": round(first_z, 4), "root_z_min": round(float(z.min()), 4),
