@@ -43,9 +43,9 @@ How it is made (which interpreter runs what):
    ``UsdPhysics.DriveAPI`` gains from its MJCF servos (its Isaac Lab cfg reads stiffness/damping from the USD) and
    a ``NewtonMimicAPI`` on ``panda_finger_joint2`` (the cfg leaves that finger undriven).
 2. The ANYmal actuator-net file is a TorchScript PD stand-in (``PDStandInActuatorNet``: the LSTM interface of
-   ``isaaclab.actuators.ActuatorNetLSTM``, torque = 40 (q_des - q) - 5 qdot, the gains of Isaac Lab's
-   ``ANYDRIVE_3_SIMPLE_ACTUATOR_CFG``), written by the interpreter that runs the CLI, which needs ``torch``. Run
-   the CLI with the Python that will load the tree (Isaac Lab's venv), so the file matches its torch.
+   ``isaaclab.actuators.ActuatorNetLSTM``, torque = 80 (q_des - q) - 2 qdot, legged_gym's ANYmal-C joint PD),
+   written by the interpreter that runs the CLI, which needs ``torch``. Preferably run the CLI with the Python
+   that will load the tree (Isaac Lab's venv); a file saved by torch 2.13 was also seen to load in 2.11.
 3. The ground plane is written with ``pxr`` in step 1.
 
 The CLI (any Python >= 3.8 with ``torch``) runs step 1 in-process when ``mujoco_usd_converter`` imports, else in the
@@ -105,10 +105,12 @@ TASK_FILES = {
 }
 """Files each supported task loads, relative to ``ISAACSIM_ASSET_ROOT``."""
 
-# PD stand-in for the ANYdrive LSTM: the gains of Isaac Lab's ANYDRIVE_3_SIMPLE_ACTUATOR_CFG (isaaclab_assets
-# robots/anymal.py): stiffness 40 N m/rad, damping 5 N m s/rad.
-ACTUATOR_NET_KP = 40.0
-ACTUATOR_NET_KD = 5.0
+# PD stand-in for the ANYdrive LSTM: legged_gym's ANYmal-C joint PD (AnymalCRoughCfg.control: stiffness 80 N m/rad,
+# damping 2 N m s/rad). Isaac Lab's ANYDRIVE_3_SIMPLE_ACTUATOR_CFG (40 / 5) was tried first: too soft to hold this
+# 52 kg model up (it crouched to a mean base height of 0.35 m under random targets), and kd 5 at the 5 ms
+# physics step is near the explicit-damping stability limit of the light shank.
+ACTUATOR_NET_KP = 80.0
+ACTUATOR_NET_KD = 2.0
 
 README_TEXT = """\
 Local stand-ins for NVIDIA's Isaac Sim / Isaac Lab assets, written by meow-isaac
@@ -323,6 +325,9 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
     conv_dir = work / tag
     asset = mujoco_usd_converter.Converter(layer_structure=False, scene=False).convert(str(xml), str(conv_dir))
     src_stage = Usd.Stage.Open(asset.path)
+    for prim in src_stage.Traverse():  # inline instanced materials (no prototype prims outside the asset's root)
+        if prim.IsInstanceable():
+            prim.SetInstanceable(False)
     src = src_stage.Flatten()
     model_root = src_stage.GetDefaultPrim().GetPath()  # /<modelname>
     root = Sdf.Path(f"/{Path(rel).stem.replace('_instanceable', '')}")
@@ -349,10 +354,6 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
             for child in list(out.GetPrimAtPath(root.AppendChild(scope)).nameChildren):
                 if child.typeName == "MjcActuator":
                     del out.GetPrimAtPath(root.AppendChild(scope)).nameChildren[child.name]
-    # prototypes the flattened materials reference
-    for top in src.rootPrims:
-        if top.path != model_root and top.name.startswith("Flattened_Prototype"):
-            Sdf.CopySpec(src, top.path, out, top.path)
     # bodies: direct children of the root, at their world pose at qpos0, without nested bodies / joints
     xcache = UsdGeom.XformCache()
     for b in bodies:
@@ -378,9 +379,10 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
                           Sdf.VariabilityUniform).default = ["xformOp:translate", "xformOp:orient", "xformOp:scale"]
     # joints under <root>/joints, renamed and in the order of joint_names
     joints_scope = root.AppendChild("joints")
-    js = Sdf.CreatePrimInLayer(out, joints_scope)
-    js.specifier = Sdf.SpecifierDef
-    js.typeName = "Scope"
+    if joints:
+        js = Sdf.CreatePrimInLayer(out, joints_scope)
+        js.specifier = Sdf.SpecifierDef
+        js.typeName = "Scope"
     src_by_name = {j.GetName(): j for j in joints}
     ordered = [(src_by_name[m], u) for m, u in joint_names.items() if m in src_by_name]
     missing = [m for m in joint_names if m not in src_by_name]
