@@ -117,6 +117,9 @@ def test_robot_layout_matches_what_the_tasks_read(tree, assets):
         for prim in stage.Traverse():
             assert not prim.GetTypeName().startswith("Mjc"), prim.GetPath()
             assert not prim.IsA(UsdGeom.Plane), f"{rel}: a floor {prim.GetPath()} inside the asset"
+            for rel_ in prim.GetRelationships():  # joint bodies, bindings, filtered pairs: all resolve
+                for target in rel_.GetTargets():
+                    assert stage.GetPrimAtPath(target.GetPrimPath()), f"{rel}: {rel_.GetPath()} -> {target}"
             for name in prim.GetPropertyNames():
                 assert not name.startswith("mjc:"), f"{prim.GetPath()}.{name}"
                 assert not name.startswith("newton:") or name.startswith("newton:mimic"), f"{prim.GetPath()}.{name}"

@@ -32,7 +32,7 @@ How it is made (which interpreter runs what):
    ``~/.cache/meow-isaac/usdconv`` when absent. This file runs there as a plain script (``python isaaclab_assets.py
    --usd-only OUT_DIR``: stdlib + ``mujoco`` + ``mujoco_usd_converter`` + ``pxr``, no project imports).
    Per model: a ``mujoco.MjSpec`` pass (drop the floor, lights, cameras, sensors, actuators and keyframes; keep the
-   robot's subtree; root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and
+   robot's subtree and its contact excludes (written as ``UsdPhysics.FilteredPairsAPI``); root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and
    joints such as ANYmal's ``*_FOOT`` bodies and the cabinet's doors, bottom drawer and ``drawer_handle_top``),
    then ``mujoco_usd_converter.Converter``, then a ``pxr`` pass: every rigid body becomes a direct child of the
    asset's default prim at its world pose at ``qpos0``; joints go to ``<root>/joints`` (for Ant and Humanoid named
@@ -70,6 +70,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MJCF_DIR = REPO_ROOT / "tasks" / "assets"
@@ -141,7 +142,7 @@ def _spec(mjcf: str, keep: list, edit: str | None):
     """The MjSpec of ``mjcf`` reduced to the bodies ``keep`` (root at the identity pose) plus the edit ``edit``."""
     import mujoco
     spec = mujoco.MjSpec.from_file(str(MJCF_DIR / mjcf))
-    for group in (spec.actuators, spec.sensors, spec.keys, spec.cameras, spec.lights, spec.excludes):
+    for group in (spec.actuators, spec.sensors, spec.keys, spec.cameras, spec.lights):
         for element in list(group):
             spec.delete(element)
     world = spec.worldbody
@@ -150,6 +151,11 @@ def _spec(mjcf: str, keep: list, edit: str | None):
     for body in list(world.bodies):
         if body.name not in keep:
             spec.delete(body)
+    # contact excludes between kept bodies stay (the converter writes them as UsdPhysics.FilteredPairsAPI, which
+    # Newton honours; Allegro's palm / proximal-link pairs overlap at rest)
+    for exclude in list(spec.excludes):
+        if spec.body(exclude.bodyname1) is None or spec.body(exclude.bodyname2) is None:
+            spec.delete(exclude)
     for name in keep:
         body = spec.body(name)
         body.pos = [0.0, 0.0, 0.0]
@@ -400,6 +406,13 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
         dst = joints_scope.AppendChild(name)
         Sdf.CopySpec(src, j.GetPath(), out, dst)
         path_map[j.GetPath()] = dst
+    # Sdf.CopySpec already rewrote targets inside each copied body subtree (e.g. a filtered pair from palm_link to
+    # its nested index_link_1 became <root>/palm_link/index_link_0/index_link_1): map those paths too
+    body_paths = [b.GetPath() for b in bodies]
+    for b in body_paths:
+        for d in list(path_map):
+            if d != b and d.HasPrefix(b) and d in path_map:
+                path_map.setdefault(d.ReplacePrefix(b, path_map[b]), path_map[d])
     # rewrite every relationship target (joint bodies, material bindings, filtered pairs) into the new layout
     def remap(path):
         for old in sorted(path_map, key=lambda p: -p.pathElementCount):
@@ -603,7 +616,7 @@ def write_actuator_net(out_root: Path) -> str:
             self.kp = kp
             self.kd = kd
 
-        def forward(self, x: torch.Tensor, hc: tuple[torch.Tensor, torch.Tensor]):
+        def forward(self, x: torch.Tensor, hc: Tuple[torch.Tensor, torch.Tensor]):
             _, (h, c) = self.lstm(x, hc)
             torque = self.kp * x[:, 0, 0:1] - self.kd * x[:, 0, 1:2]
             return torque, (h, c)
