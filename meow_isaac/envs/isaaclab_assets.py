@@ -420,11 +420,16 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
                 return path.ReplacePrefix(old, path_map[old])
         return path
 
+    new_bodies = {path_map[b] for b in body_paths}
+
     def fix(path):
         spec_ = out.GetObjectAtPath(path)
         if isinstance(spec_, Sdf.PrimSpec):
             for rel in spec_.relationships:
                 items = [remap(t) for t in rel.targetPathList.GetAddedOrExplicitItems()]
+                if rel.name in ("physics:body0", "physics:body1"):
+                    # the converter points world-side ends at the model's root Xform: no target means world
+                    items = [t for t in items if t in new_bodies]
                 rel.targetPathList.ClearEdits()
                 rel.targetPathList.explicitItems = items
             for attr in spec_.attributes:
