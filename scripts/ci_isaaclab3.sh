@@ -7,9 +7,10 @@
 # 2. This clone installed into it, editable and without dependencies (cheap, every run), plus the few core
 #    dependencies Isaac Lab does not bring (imageio[ffmpeg], pytest), constrained to the venv's current versions
 #    so that no Isaac Lab pin moves (`pip check` must pass).
-# 3. The local asset tree (python -m meow_isaac.envs.isaaclab_assets OUT_DIR): $ISAACSIM_ASSET_ROOT if set, else
-#    ~/.cache/meow-isaac/assets-ci/<hash of the asset sources>, written when absent.
-# 4. pytest -m isaaclab3 (tests/test_isaaclab3_real.py) with that venv's python, 2 workers ($MEOW_CI_WORKERS).
+# 3. The local asset tree (scripts/isaaclab3_assets.sh OUT_DIR, its converter venv ~/.cache/meow-isaac/usdconv):
+#    $ISAACSIM_ASSET_ROOT if set, else ~/.cache/meow-isaac/assets-ci/<hash of the asset sources>, written when absent.
+# 4. pytest -m isaaclab3 on the test files with that marker (tests/test_isaaclab3_real.py,
+#    tests/test_isaaclab_assets.py) with that venv's python, 2 workers ($MEOW_CI_WORKERS).
 #    Any failure fails CI; no test selected (exit 5) fails too.
 # Without a working python3.12 the stage is not run (one line, exit 0).
 set -euo pipefail
@@ -64,17 +65,14 @@ else
            | sha256sum | cut -c1-12)"
     assets="$HOME/.cache/meow-isaac/assets-ci/$key"
 fi
-if [ ! -f "$assets/README.txt" ]; then
+if [ ! -f "$assets/.meow-ci-complete" ]; then
     echo "[ci_isaaclab3] writing the local assets to $assets"
-    if [ -x scripts/isaaclab3_assets.sh ]; then
-        PYTHON="$py" scripts/isaaclab3_assets.sh "$assets"
-    else
-        PYTHONPATH="$PWD" "$py" -m meow_isaac.envs.isaaclab_assets "$assets"
-    fi
+    PYTHON="$py" bash scripts/isaaclab3_assets.sh "$assets"
+    touch "$assets/.meow-ci-complete"
 fi
 echo "[ci_isaaclab3] assets $assets ($(($(date +%s) - start)) s)"
 
 ISAACSIM_ASSET_ROOT="$assets" PYTHONPATH="$PWD" OMP_NUM_THREADS=1 MPLBACKEND=Agg WANDB_MODE=offline \
     "$py" -m pytest -q -m isaaclab3 -p no:cacheprovider -n "${MEOW_CI_WORKERS:-2}" --dist loadgroup \
-    -W ignore::DeprecationWarning -W ignore::FutureWarning --durations=0 tests/test_isaaclab3_real.py
+    -W ignore::DeprecationWarning -W ignore::FutureWarning --durations=0 $(grep -l "pytest.mark.isaaclab3" tests/test_*.py)
 echo "[ci_isaaclab3] passed in $(($(date +%s) - start)) s"
