@@ -7,8 +7,8 @@
 # 2. This clone installed into it, editable and without dependencies (cheap, every run), plus the few core
 #    dependencies Isaac Lab does not bring (imageio[ffmpeg], pytest), constrained to the venv's current versions
 #    so that no Isaac Lab pin moves (`pip check` must pass).
-# 3. The local asset tree (scripts/isaaclab3_assets.sh OUT_DIR, its converter venv ~/.cache/meow-isaac/usdconv):
-#    $ISAACSIM_ASSET_ROOT if set, else ~/.cache/meow-isaac/assets-ci/<hash of the asset sources>, written when absent.
+# 3. The local asset tree: $ISAACSIM_ASSET_ROOT if set (used as it is), else ~/.cache/meow-isaac/assets-ci/<hash of
+#    the asset sources>, written when absent by scripts/isaaclab3_assets.sh (converter venv ~/.cache/meow-isaac/usdconv).
 # 4. pytest -m isaaclab3 on the test files with that marker (tests/test_isaaclab3_real.py,
 #    tests/test_isaaclab_assets.py) with that venv's python, 2 workers ($MEOW_CI_WORKERS).
 #    Any failure fails CI; no test selected (exit 5) fails too.
@@ -57,18 +57,18 @@ trap 'rm -f "$constraints"' EXIT
 "$py" -m pip install -q -c "$constraints" "imageio[ffmpeg]>=2.30" "pytest>=7" "pytest-xdist>=3"
 "$py" -m pip check
 
-# Local assets (no download at run time).
+# Local assets (no download at run time): a given ISAACSIM_ASSET_ROOT is used as it is; else the CI's own tree.
 if [ -n "${ISAACSIM_ASSET_ROOT:-}" ]; then
     assets="$ISAACSIM_ASSET_ROOT"
+    [ -d "$assets" ] || { echo "[ci_isaaclab3] ISAACSIM_ASSET_ROOT=$assets is not a folder" >&2; exit 1; }
 else
-    key="$(cat meow_isaac/envs/isaaclab_assets.py tasks/assets/*.xml scripts/isaaclab3_assets.sh 2>/dev/null \
-           | sha256sum | cut -c1-12)"
+    key="$(cat meow_isaac/envs/isaaclab_assets.py tasks/assets/*.xml scripts/isaaclab3_assets.sh | sha256sum | cut -c1-12)"
     assets="$HOME/.cache/meow-isaac/assets-ci/$key"
-fi
-if [ ! -f "$assets/.meow-ci-complete" ]; then
-    echo "[ci_isaaclab3] writing the local assets to $assets"
-    PYTHON="$py" bash scripts/isaaclab3_assets.sh "$assets"
-    touch "$assets/.meow-ci-complete"
+    if [ ! -f "$assets/.meow-ci-complete" ]; then
+        echo "[ci_isaaclab3] writing the local assets to $assets"
+        PYTHON="$py" bash scripts/isaaclab3_assets.sh "$assets"
+        touch "$assets/.meow-ci-complete"
+    fi
 fi
 echo "[ci_isaaclab3] assets $assets ($(($(date +%s) - start)) s)"
 
