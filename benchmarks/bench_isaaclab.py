@@ -8,9 +8,10 @@ adapter's own ``meow_isaac.envs.isaaclab.make`` (the task's default physics: New
   reused buffers, ``truncated &= ~terminated``, ``final_obs`` from ``extras`` on reset steps, episode sums;
 * *raw*: ``env.step(action)`` of the same gymnasium env, i.e. Isaac Lab's own step and nothing else.
 
-Rates are agent steps per second summed over the N envs. Each cell times ``--rounds`` interleaved rounds of the
-two (``--seconds`` each, order alternating) after ``--warmup`` untimed steps and reports the medians; the ratio
-adapter/raw is the adapter's cost (1.0 = none).
+Rates are agent steps per second summed over the N envs, per wall second and per CPU second of the process (the
+latter is what an idle core gives on a machine shared with other jobs). Each cell times ``--rounds`` interleaved
+rounds of the two (``--seconds`` and 30 steps each at least, order alternating) after ``--warmup`` untimed steps
+and reports the medians; the ratio adapter/raw is the adapter's cost (1.0 = none).
 
 Run it with the Isaac Lab 3 venv's python and a local asset tree (``scripts/ci_isaaclab3.sh`` builds both):
 ``ISAACSIM_ASSET_ROOT=DIR ~/.cache/meow-isaac/isaaclab3/bin/python benchmarks/bench_isaaclab.py
@@ -26,20 +27,26 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _timed(step, actions, seconds: float, num_envs: int) -> float:
-    """Steps/s (summed over envs) of ``step`` over ``seconds``, cycling ``actions``."""
-    count, start = 0, time.perf_counter()
+MIN_STEPS = 30  # vectorised steps per timed round at least (a slow cell would otherwise time a handful)
+
+
+def _timed(step, actions, seconds: float, num_envs: int) -> Tuple[float, float]:
+    """(steps per wall second, steps per CPU second of this process), summed over envs, of ``step`` over at least
+    ``seconds`` of wall time and :data:`MIN_STEPS` calls, cycling ``actions``. The CPU-time rate is what an idle
+    core would give when other processes share the machine (torch runs 1 thread; Warp runs CPU kernels on the
+    calling thread)."""
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         step(actions[count % len(actions)])
         count += 1
         elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return count * num_envs / elapsed
+        if elapsed >= seconds and count >= MIN_STEPS:
+            return count * num_envs / elapsed, count * num_envs / max(time.process_time() - cpu, 1e-9)
 
 
 def cell(task: str, num_envs: int, seconds: float, rounds: int, warmup: int) -> Dict[str, Any]:
@@ -60,14 +67,17 @@ def cell(task: str, num_envs: int, seconds: float, rounds: int, warmup: int) -> 
     for i in range(warmup):  # kernels compiled / loaded, caches warm, first resets done
         env.step(actions[i % len(actions)])
     timers = {"adapter": env.step, "raw": env.env.step}
-    samples: Dict[str, List[float]] = {name: [] for name in timers}
+    samples: Dict[str, List[Tuple[float, float]]] = {name: [] for name in timers}
     for r in range(rounds):
         for name in (list(timers) if r % 2 == 0 else list(timers)[::-1]):
             samples[name].append(_timed(timers[name], actions, seconds, num_envs))
     out = {"task": task, "env_class": type(env.env.unwrapped).__name__, "num_envs": num_envs, "obs_dim": env.obs_dim,
-           "action_dim": env.action_dim, "build_s": build_s,
-           **{f"{name}_sps": statistics.median(v) for name, v in samples.items()}}
+           "action_dim": env.action_dim, "build_s": build_s}
+    for name, values in samples.items():
+        out[f"{name}_sps"] = statistics.median(v[0] for v in values)
+        out[f"{name}_cpu_sps"] = statistics.median(v[1] for v in values)
     out["ratio"] = out["adapter_sps"] / out["raw_sps"]
+    out["cpu_ratio"] = out["adapter_cpu_sps"] / out["raw_cpu_sps"]
     env.close()
     return out
 
@@ -105,13 +115,17 @@ def main() -> None:
                 sys.exit(f"bench_isaaclab.py: {task} N={n} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
             rows.append(json.loads(lines[-1][len("RESULT "):]))
             r = rows[-1]
-            print(f"  {task} N={n}: adapter {r['adapter_sps']:,.0f}  raw {r['raw_sps']:,.0f} steps/s  "
-                  f"ratio {r['ratio']:.3f}  (env built in {r['build_s']:.0f} s)", flush=True)
-    print("\n| task | envs | raw env steps/s | adapter steps/s | ratio (adapter/raw) |")
-    print("|---|---|---|---|---|")
+            print(f"  {task} N={n}: adapter {r['adapter_sps']:,.0f}  raw {r['raw_sps']:,.0f} steps/s (wall), "
+                  f"adapter {r['adapter_cpu_sps']:,.0f}  raw {r['raw_cpu_sps']:,.0f} steps per CPU s; ratio "
+                  f"{r['ratio']:.3f} (wall) {r['cpu_ratio']:.3f} (CPU)  (env built in {r['build_s']:.0f} s)",
+                  flush=True)
+    print("\n| task | envs | raw steps/s (wall) | adapter steps/s (wall) | ratio | raw steps/CPU-s "
+          "| adapter steps/CPU-s | ratio (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['task']} (obs {r['obs_dim']}, act {r['action_dim']}) | {r['num_envs']} | {r['raw_sps']:,.0f} "
-              f"| {r['adapter_sps']:,.0f} | {r['ratio']:.3f} |")
+              f"| {r['adapter_sps']:,.0f} | {r['ratio']:.3f} | {r['raw_cpu_sps']:,.0f} | {r['adapter_cpu_sps']:,.0f} "
+              f"| {r['cpu_ratio']:.3f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
