@@ -96,7 +96,7 @@ def ant_env():
     env.close()
 
 
-@pytest.mark.xdist_group("ant_env")  # one env for both (pytest -n 2 --dist loadgroup in scripts/ci_isaaclab3.sh)
+@pytest.mark.xdist_group(name="ant_env")  # one env for both (pytest -n 2 --dist loadgroup in scripts/ci_isaaclab3.sh)
 def test_contract_against_the_real_env(ant_env):
     from meow_isaac.replay import ReplayBuffer
 
@@ -159,7 +159,7 @@ def test_contract_against_the_real_env(ant_env):
           f"({counts['terminated']} terminated, {counts['truncated']} truncated), {counts['stored']} rows stored")
 
 
-@pytest.mark.xdist_group("ant_env")
+@pytest.mark.xdist_group(name="ant_env")
 def test_nan_in_the_real_obs_is_contained(ant_env):
     from meow_isaac.envs.guard import NonFiniteGuard
     from meow_isaac.replay import ReplayBuffer
