@@ -7,7 +7,8 @@ Random uniform actions in [-1, 1] for STEPS env steps on device cpu. Reported (S
 env origin): ``root_z`` of the articulation ``robot`` per step (min / max / mean over envs and steps, and the
 mean at the first step), ``max_abs_joint_vel`` [rad/s or m/s], ``max_abs_root_lin_vel`` [m/s], ``nonfinite``
 (any NaN/inf in obs or reward), ``terminated`` / ``truncated`` counts, ``episode_lengths`` of finished episodes
-(env steps), ``masses`` (robot body masses [kg] as Isaac Lab sees them), ``joint_names`` / ``body_names``, and
+(env steps), ``masses`` (robot body masses [kg] as Isaac Lab sees them), ``joint_names`` / ``body_names``,
+``joint_stiffness`` / ``joint_damping`` / ``joint_armature`` (env 0, as Isaac Lab resolved them), and
 per task extras (``object_z`` for the Allegro cube, ``drawer_pos`` for the cabinet).
 """
 
@@ -87,6 +88,9 @@ def main() -> int:
             "masses": [round(float(m), 4) for m in masses] if masses is not None else None,
             "object_z": [round(v, 4) for v in obj_z[:: max(1, len(obj_z) // 20)]] if obj_z else None,
             "drawer_pos_max": round(max(drawer), 4) if drawer else None,
+            "joint_stiffness": [round(float(v), 3) for v in robot.data.joint_stiffness.torch[0]],
+            "joint_damping": [round(float(v), 3) for v in robot.data.joint_damping.torch[0]],
+            "joint_armature": [round(float(v), 4) for v in robot.data.joint_armature.torch[0]],
         }
         env.close()
     print("SMOKE " + json.dumps(out))
