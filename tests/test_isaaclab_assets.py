@@ -271,7 +271,13 @@ def test_franka_reaches_and_the_drawer_stays_in_range(tree):
     out = _smoke(tree, "Isaac-Open-Drawer-Franka-Direct", episode_length_s=1.0)
     assert abs(out["root_z_min"]) < 0.01 and abs(out["root_z_max"]) < 0.01  # fixed base on the floor
     assert out["max_abs_joint_vel"] < 50.0
-    assert out["drawer_pos_max"] is not None and out["drawer_pos_max"] <= 0.4 + 0.01
+    cab = out["cabinet_joint_pos_max"]
+    assert set(cab) == {"drawer_top_joint", "drawer_bottom_joint", "door_left_joint", "door_right_joint"}
+    assert cab["drawer_top_joint"] <= 0.41 and cab["drawer_bottom_joint"] <= 0.41  # prismatic range [0, 0.4] m
+    assert cab["door_left_joint"] <= 1.58 and cab["door_right_joint"] <= 1.58  # hinge range 90 deg
+    # gains as Isaac Lab reads them from the USD drives (stiffness None in FRANKA_PANDA_CFG): the MJCF servos
+    kp = dict(zip(out["joint_names"], out["joint_stiffness"]))
+    assert kp["panda_joint1"] == pytest.approx(400.0, rel=1e-3) and kp["panda_finger_joint1"] == pytest.approx(1e4)
     assert out["truncated"] >= NUM_ENVS  # 1 s episodes end by time-out
     assert {"panda_joint1", "panda_finger_joint1", "panda_finger_joint2"} <= set(out["joint_names"])
     assert not math.isnan(sum(out["masses"]))
