@@ -165,7 +165,8 @@ def test_masses_are_those_of_the_mjcf(tree, assets):
         roots = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, k) for k in keep]
         expected = sum(model.body_mass[b] for b in range(1, model.nbody)
                        if model.body_rootid[b] in roots)
-        got = sum(UsdPhysics.MassAPI(b).GetMassAttr().Get() for b in _bodies(_stage(tree, rel)))
+        stage = _stage(tree, rel)  # keep the stage alive while its prims are read
+        got = sum(UsdPhysics.MassAPI(b).GetMassAttr().Get() for b in _bodies(stage))
         assert got == pytest.approx(expected, rel=1e-4), rel
 
 

@@ -31,18 +31,19 @@ How it is made (which interpreter runs what):
    pins ``mujoco==3.12``, so it cannot share Isaac Lab's venv). ``scripts/isaaclab3_assets.sh`` builds that venv at
    ``~/.cache/meow-isaac/usdconv`` when absent. This file runs there as a plain script (``python isaaclab_assets.py
    --usd-only OUT_DIR``: stdlib + ``mujoco`` + ``mujoco_usd_converter`` + ``pxr``, no project imports).
-   Per model: a ``mujoco.MjSpec`` pass (drop the floor, lights, cameras, sensors, actuators and keyframes; keep the
-   robot's subtree and its contact excludes (written as ``UsdPhysics.FilteredPairsAPI``); root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and
-   joints such as ANYmal's ``*_FOOT`` bodies and the cabinet's doors, bottom drawer and ``drawer_handle_top``),
-   then ``mujoco_usd_converter.Converter``, then a ``pxr`` pass: every rigid body becomes a direct child of the
-   asset's default prim at its world pose at ``qpos0``; joints go to ``<root>/joints`` (for Ant and Humanoid named
-   after their child body as NVIDIA's assets are, multi-axis bodies ``right_thigh``, ``right_thigh_1``, ... ordered
-   x, y, z so Isaac Lab sees ``right_thigh:0..2``); ``MjcActuator`` prims and all ``mjc:`` / ``newton:`` attributes
-   and schemas go (Isaac Lab drives the joints and sets the solver), except the joint armature of the robots in
-   ``KEEP_ARMATURE``; masses, centres of mass and inertias are
-   written from the compiled ``mujoco.MjModel`` (``UsdPhysics.MassAPI`` on each body); the Franka gets
-   ``UsdPhysics.DriveAPI`` gains from its MJCF servos (its Isaac Lab cfg reads stiffness/damping from the USD) and
-   a ``NewtonMimicAPI`` on ``panda_finger_joint2`` (the cfg leaves that finger undriven).
+   Per model: a ``mujoco.MjSpec`` pass (drop the floor, lights, cameras, sensors, actuators and keyframes; keep
+   the robot's subtree and its contact excludes, which the converter writes as ``UsdPhysics.FilteredPairsAPI``;
+   root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and joints such as
+   ANYmal's ``*_FOOT`` bodies and the cabinet's doors, bottom drawer and ``drawer_handle_top``), then
+   ``mujoco_usd_converter.Converter``, then a ``pxr`` pass: every rigid body becomes a direct child of the asset's
+   default prim at its world pose at ``qpos0``; joints go to ``<root>/joints`` (for Ant and Humanoid named after
+   their child body as NVIDIA's assets are, multi-axis bodies ``right_thigh``, ``right_thigh_1``, ... ordered x, y,
+   z so Isaac Lab sees ``right_thigh:0..2``; world-side joint ends get no body target); ``MjcActuator`` prims and
+   all ``mjc:`` / ``newton:`` attributes and schemas go (Isaac Lab drives the joints and sets the solver), except
+   the joint armature of the robots in ``KEEP_ARMATURE``; masses, centres of mass and inertias are written from
+   the compiled ``mujoco.MjModel`` (``UsdPhysics.MassAPI`` on each body); the Franka gets ``UsdPhysics.DriveAPI``
+   gains from its MJCF servos (its Isaac Lab cfg reads stiffness/damping from the USD) and a ``NewtonMimicAPI`` on
+   ``panda_finger_joint2`` (the cfg leaves that finger undriven).
 2. The ANYmal actuator-net file is a TorchScript PD stand-in (``PDStandInActuatorNet``: the LSTM interface of
    ``isaaclab.actuators.ActuatorNetLSTM``, torque = 80 (q_des - q) - 2 qdot, legged_gym's ANYmal-C joint PD),
    written by the interpreter that runs the CLI, which needs ``torch``. Preferably run the CLI with the Python
