@@ -7,8 +7,9 @@ Random uniform actions in [-1, 1] for STEPS env steps on device cpu. Reported (S
 env origin): ``root_z`` of the articulation ``robot`` per step (min / max / mean over envs and steps, and the
 mean at the first step), ``max_abs_joint_vel`` [rad/s or m/s], ``max_abs_root_lin_vel`` [m/s], ``nonfinite``
 (any NaN/inf in obs or reward), ``terminated`` / ``truncated`` counts, ``episode_lengths`` of finished episodes
-(env steps), ``masses`` (robot body masses [kg] as Isaac Lab sees them), ``joint_names`` / ``body_names``, and
-per task extras (``object_z`` for the Allegro cube, ``drawer_pos`` for the cabinet).
+(env steps), ``masses`` (robot body masses [kg] as Isaac Lab sees them), ``joint_names`` / ``body_names``,
+``joint_stiffness`` / ``joint_damping`` / ``joint_armature`` (env 0, as Isaac Lab resolved them), and
+per task extras (``object_z`` for the Allegro cube, ``cabinet_joint_pos_max``: max |q| per cabinet joint).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main() -> int:
         low = torch.as_tensor(getattr(space, "low", -1.0)).clamp(min=-1.0)
         high = torch.as_tensor(getattr(space, "high", 1.0)).clamp(max=1.0)
         shape = (num_envs,) + tuple(space.shape[1:]) if len(space.shape) > 1 else (num_envs, space.shape[0])
-        z_all, jv, rv, obj_z, drawer = [], 0.0, 0.0, [], []
+        z_all, jv, rv, obj_z, drawer = [], torch.zeros(robot.num_joints), 0.0, [], []
         ep_len = torch.zeros(num_envs, dtype=torch.long)
         lengths, n_term, n_trunc, nonfinite = [], 0, 0, False
         first_z = None
@@ -62,12 +63,12 @@ def main() -> int:
             z = (robot.data.root_pos_w.torch[:, 2] - origins[:, 2]).float()
             first_z = float(z.mean()) if first_z is None else first_z
             z_all.append(z)
-            jv = max(jv, float(robot.data.joint_vel.torch.abs().max()))
+            jv = torch.maximum(jv, robot.data.joint_vel.torch.abs().max(dim=0).values)
             rv = max(rv, float(robot.data.root_lin_vel_w.torch.abs().max()))
             if obj is not None:
                 obj_z.append(float((obj.data.root_pos_w.torch[:, 2] - origins[:, 2]).mean()))
             if cabinet is not None:
-                drawer.append(float(cabinet.data.joint_pos.torch.abs().max()))
+                drawer.append(cabinet.data.joint_pos.torch.abs().max(dim=0).values)
             ep_len += 1
             done = (terminated | truncated).cpu()
             n_term += int(terminated.sum())
@@ -80,13 +81,19 @@ def main() -> int:
             "task": task, "num_envs": num_envs, "steps": steps, "seconds": round(time.time() - t0, 1),
             "root_z_first": round(first_z, 4), "root_z_min": round(float(z.min()), 4),
             "root_z_max": round(float(z.max()), 4), "root_z_mean": round(float(z.mean()), 4),
-            "max_abs_joint_vel": round(jv, 3), "max_abs_root_lin_vel": round(rv, 3), "nonfinite": nonfinite,
+            "max_abs_joint_vel": round(float(jv.max()), 3),
+            "max_abs_joint_vel_per_joint": [round(float(v), 3) for v in jv], "max_abs_root_lin_vel": round(rv, 3), "nonfinite": nonfinite,
             "terminated": n_term, "truncated": n_trunc, "episode_lengths": lengths,
             "max_episode_length": int(u.max_episode_length),
             "joint_names": list(robot.joint_names), "body_names": list(robot.body_names),
             "masses": [round(float(m), 4) for m in masses] if masses is not None else None,
             "object_z": [round(v, 4) for v in obj_z[:: max(1, len(obj_z) // 20)]] if obj_z else None,
-            "drawer_pos_max": round(max(drawer), 4) if drawer else None,
+            "cabinet_joint_pos_max": (dict(zip(cabinet.joint_names, [round(float(v), 4) for v in
+                                                                      torch.stack(drawer).max(dim=0).values]))
+                                      if drawer else None),
+            "joint_stiffness": [round(float(v), 3) for v in robot.data.joint_stiffness.torch[0]],
+            "joint_damping": [round(float(v), 3) for v in robot.data.joint_damping.torch[0]],
+            "joint_armature": [round(float(v), 4) for v in robot.data.joint_armature.torch[0]],
         }
         env.close()
     print("SMOKE " + json.dumps(out))

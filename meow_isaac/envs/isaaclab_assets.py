@@ -31,17 +31,19 @@ How it is made (which interpreter runs what):
    pins ``mujoco==3.12``, so it cannot share Isaac Lab's venv). ``scripts/isaaclab3_assets.sh`` builds that venv at
    ``~/.cache/meow-isaac/usdconv`` when absent. This file runs there as a plain script (``python isaaclab_assets.py
    --usd-only OUT_DIR``: stdlib + ``mujoco`` + ``mujoco_usd_converter`` + ``pxr``, no project imports).
-   Per model: a ``mujoco.MjSpec`` pass (drop the floor, lights, cameras, sensors, actuators and keyframes; keep the
-   robot's subtree and its contact excludes (written as ``UsdPhysics.FilteredPairsAPI``); root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and
-   joints such as ANYmal's ``*_FOOT`` bodies and the cabinet's doors, bottom drawer and ``drawer_handle_top``),
-   then ``mujoco_usd_converter.Converter``, then a ``pxr`` pass: every rigid body becomes a direct child of the
-   asset's default prim at its world pose at ``qpos0``; joints go to ``<root>/joints`` (for Ant and Humanoid named
-   after their child body as NVIDIA's assets are, multi-axis bodies ``right_thigh``, ``right_thigh_1``, ... ordered
-   x, y, z so Isaac Lab sees ``right_thigh:0..2``); ``MjcActuator`` prims and all ``mjc:`` / ``newton:`` attributes
-   and schemas go (Isaac Lab drives the joints and sets the solver); masses, centres of mass and inertias are
-   written from the compiled ``mujoco.MjModel`` (``UsdPhysics.MassAPI`` on each body); the Franka gets
-   ``UsdPhysics.DriveAPI`` gains from its MJCF servos (its Isaac Lab cfg reads stiffness/damping from the USD) and
-   a ``NewtonMimicAPI`` on ``panda_finger_joint2`` (the cfg leaves that finger undriven).
+   Per model: a ``mujoco.MjSpec`` pass (drop the floor, lights, cameras, sensors, actuators and keyframes; keep
+   the robot's subtree and its contact excludes, which the converter writes as ``UsdPhysics.FilteredPairsAPI``;
+   root body at the identity pose, since Isaac Lab's ``init_state`` places it; per-task bodies and joints such as
+   ANYmal's ``*_FOOT`` bodies and the cabinet's doors, bottom drawer and ``drawer_handle_top``), then
+   ``mujoco_usd_converter.Converter``, then a ``pxr`` pass: every rigid body becomes a direct child of the asset's
+   default prim at its world pose at ``qpos0``; joints go to ``<root>/joints`` (for Ant and Humanoid named after
+   their child body as NVIDIA's assets are, multi-axis bodies ``right_thigh``, ``right_thigh_1``, ... ordered x, y,
+   z so Isaac Lab sees ``right_thigh:0..2``; world-side joint ends get no body target); ``MjcActuator`` prims and
+   all ``mjc:`` / ``newton:`` attributes and schemas go (Isaac Lab drives the joints and sets the solver), except
+   the joint armature of the robots in ``KEEP_ARMATURE``; masses, centres of mass and inertias are written from
+   the compiled ``mujoco.MjModel`` (``UsdPhysics.MassAPI`` on each body); the Franka gets ``UsdPhysics.DriveAPI``
+   gains from its MJCF servos (its Isaac Lab cfg reads stiffness/damping from the USD) and a ``NewtonMimicAPI`` on
+   ``panda_finger_joint2`` (the cfg leaves that finger undriven).
 2. The ANYmal actuator-net file is a TorchScript PD stand-in (``PDStandInActuatorNet``: the LSTM interface of
    ``isaaclab.actuators.ActuatorNetLSTM``, torque = 80 (q_des - q) - 2 qdot, legged_gym's ANYmal-C joint PD),
    written by the interpreter that runs the CLI, which needs ``torch``. Preferably run the CLI with the Python
@@ -92,6 +94,14 @@ ROBOTS = {
     "Isaac/Props/Sektion_Cabinet/sektion_cabinet_instanceable.usd": (
         "franka_cabinet.xml", ["cabinet"], "sektion", "mjcf"),
 }
+
+# Joint armature [kg m^2] kept from the MJCF (as ``newton:armature``) where the Isaac Lab cfg does not set one and the
+# MJCF value is the robot's, not a MuJoCo workaround: the Allegro's 0.001 (IsaacGymEnvs' value) and the Franka's
+# 0.1 / 0.2 (Menagerie's Panda rotor inertia; the fingers' keep them from closing through the handle bar). Ant and
+# Humanoid get theirs from the cfg; ANYmal's 1.0 in anymal.xml only stabilises the stiff OIGE servo and would make
+# the PD stand-in's legs sluggish, so it goes.
+KEEP_ARMATURE = {"Isaac/Robots/WonikRobotics/AllegroHand/allegro_hand_instanceable.usd",
+                 "Isaac/IsaacLab/Robots/FrankaEmika/franka_panda.usda"}
 
 TASK_FILES = {
     "Isaac-Ant-Direct": [GROUND_PLANE, "Isaac/Robots/IsaacSim/Ant/ant_instanceable.usd"],
@@ -293,20 +303,27 @@ def _joint_names(model, naming: str) -> dict:
     return out
 
 
-def _strip_engine_schemas(layer) -> None:
-    """Remove every ``mjc:``/``newton:`` property and every Mjc*/Newton* applied schema from ``layer``."""
+def _strip_engine_schemas(layer, keep_armature: bool) -> None:
+    """Remove every ``mjc:``/``newton:`` property and every Mjc*/Newton* applied schema from ``layer``.
+
+    With ``keep_armature``, joints keep ``newton:armature`` and their ``NewtonJointAPI``.
+    """
     from pxr import Sdf
 
     def visit(path):
         spec = layer.GetObjectAtPath(path)
         if not isinstance(spec, Sdf.PrimSpec):
             return
+        kept_props = False
         for prop in list(spec.properties):
-            if prop.name.startswith(("mjc:", "newton:")):
+            if keep_armature and prop.name == "newton:armature":
+                kept_props = True
+            elif prop.name.startswith(("mjc:", "newton:")):
                 spec.RemoveProperty(prop)
         schemas = spec.GetInfo("apiSchemas") if spec.HasInfo("apiSchemas") else None
         if schemas is not None:
-            kept = [s for s in schemas.GetAddedOrExplicitItems() if not s.startswith(("Mjc", "Newton"))]
+            kept = [s for s in schemas.GetAddedOrExplicitItems()
+                    if not s.startswith(("Mjc", "Newton")) or (kept_props and s == "NewtonJointAPI")]
             spec.SetInfo("apiSchemas", Sdf.TokenListOp.CreateExplicit(kept))
     layer.Traverse(Sdf.Path.absoluteRootPath, visit)
 
@@ -440,7 +457,7 @@ def _build_robot(rel: str, mjcf: str, keep: list, edit, naming: str, out_root: P
             if spec_.referenceList.GetAddedOrExplicitItems() or spec_.inheritPathList.GetAddedOrExplicitItems():
                 pass  # prototypes keep their absolute root paths
     out.Traverse(Sdf.Path.absoluteRootPath, fix)
-    _strip_engine_schemas(out)
+    _strip_engine_schemas(out, keep_armature=rel in KEEP_ARMATURE)
 
     stage = Usd.Stage.Open(out)
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
