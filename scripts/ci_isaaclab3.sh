@@ -8,7 +8,8 @@
 #    dependencies Isaac Lab does not bring (imageio[ffmpeg], pytest), constrained to the venv's current versions
 #    so that no Isaac Lab pin moves (`pip check` must pass).
 # 3. The local asset tree: $ISAACSIM_ASSET_ROOT if set (used as it is), else ~/.cache/meow-isaac/assets-ci/<hash of
-#    the asset sources>, written when absent by scripts/isaaclab3_assets.sh (converter venv ~/.cache/meow-isaac/usdconv).
+#    the asset sources>, written when absent by scripts/isaaclab3_assets.sh (its converter venv:
+#    ~/.cache/meow-isaac/usdconv).
 # 4. pytest -m isaaclab3 on the test files with that marker (tests/test_isaaclab3_real.py,
 #    tests/test_isaaclab_assets.py) with that venv's python, 2 workers ($MEOW_CI_WORKERS).
 #    Any failure fails CI; no test selected (exit 5) fails too.
@@ -62,7 +63,8 @@ if [ -n "${ISAACSIM_ASSET_ROOT:-}" ]; then
     assets="$ISAACSIM_ASSET_ROOT"
     [ -d "$assets" ] || { echo "[ci_isaaclab3] ISAACSIM_ASSET_ROOT=$assets is not a folder" >&2; exit 1; }
 else
-    key="$(cat meow_isaac/envs/isaaclab_assets.py tasks/assets/*.xml scripts/isaaclab3_assets.sh | sha256sum | cut -c1-12)"
+    key="$(cat meow_isaac/envs/isaaclab_assets.py tasks/assets/*.xml scripts/isaaclab3_assets.sh | sha256sum \
+           | cut -c1-12)"
     assets="$HOME/.cache/meow-isaac/assets-ci/$key"
     if [ ! -f "$assets/.meow-ci-complete" ]; then
         echo "[ci_isaaclab3] writing the local assets to $assets"
@@ -72,7 +74,8 @@ else
 fi
 echo "[ci_isaaclab3] assets $assets ($(($(date +%s) - start)) s)"
 
+mapfile -t files < <(grep -l "pytest.mark.isaaclab3" tests/test_*.py)
 ISAACSIM_ASSET_ROOT="$assets" PYTHONPATH="$PWD" OMP_NUM_THREADS=1 MPLBACKEND=Agg WANDB_MODE=offline \
     "$py" -m pytest -q -m isaaclab3 -p no:cacheprovider -n "${MEOW_CI_WORKERS:-2}" --dist loadgroup \
-    -W ignore::DeprecationWarning -W ignore::FutureWarning --durations=0 $(grep -l "pytest.mark.isaaclab3" tests/test_*.py)
+    -W ignore::DeprecationWarning -W ignore::FutureWarning --durations=0 "${files[@]}"
 echo "[ci_isaaclab3] passed in $(($(date +%s) - start)) s"
