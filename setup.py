@@ -16,10 +16,6 @@ setup(
     install_requires=[
         "torch>=2.0",               # permissive for GPU users; CI installs the CPU build torch==2.13.0 first
         "numpy>=1.23",
-        # embedded CPU backend (mujoco.batch needs mujoco 4, which needs Python >= 3.11); the Isaac Gym (3.8) and
-        # Isaac Sim 2023.1 (3.10) paths run without it
-        "mujoco>=4.0,<5; python_version>='3.11'",
-        "gymnasium>=1.0,<2; python_version>='3.11'",  # ships the classic MuJoCo MJCF files
         "hydra-core>=1.3,<1.5",
         "omegaconf>=2.3,<2.4",
         "tensorboard>=2.12",
@@ -28,6 +24,11 @@ setup(
         "imageio[ffmpeg]>=2.30",    # videos (imageio-ffmpeg ships an ffmpeg binary)
     ],
     extras_require={
+        # the embedded CPU backend (sim=mujoco): mujoco.batch needs mujoco 4 (Python >= 3.11); gymnasium ships the
+        # classic MuJoCo MJCF files. An extra, not a core dependency, so the core package installs next to Isaac
+        # Gym / Isaac Sim 2023 / Isaac Lab 2-3 without touching their pins (Isaac Lab 3.0 pins mujoco 3.x);
+        # scripts/install_cpu.sh always installs it.
+        "mujoco": ["mujoco>=4.0,<5", "gymnasium>=1.0,<2"],
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],  # matplotlib: python -m meow_isaac.compare plots
         "plot": ["matplotlib>=3.5"],
         "wandb": ["wandb>=0.16"],
@@ -37,7 +38,8 @@ setup(
         # metadata (`rl-games`): pip < 23.3 does not normalise a requested `.[rl_games]` and would install nothing.
         "rl-games": ["rl-games>=1.6,<1.7"],
         # sim=mjwarp: the embedded tasks on MuJoCo Warp (GPU physics without Isaac; meow_isaac/envs/mjwarp.py)
-        "mjwarp": ["mujoco-warp>=4.0,<5; python_version>='3.11'", "warp-lang>=1.15,<2; python_version>='3.11'"],
+        # (the embedded backend's own packages included, so `.[mjwarp]` alone is enough)
+        "mjwarp": ["mujoco>=4.0,<5", "gymnasium>=1.0,<2", "mujoco-warp>=4.0,<5", "warp-lang>=1.15,<2"],
     },
     entry_points={"console_scripts": ["meow-isaac=meow_isaac.runner:main"]},
 )

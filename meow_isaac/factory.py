@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import importlib.metadata
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
@@ -123,7 +124,36 @@ def _embedded_env(task_cfg: Mapping[str, Any], num_envs: int, seed: int, device:
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
+        missing = embedded_backend_missing(err)
+        if missing:
+            raise ConfigError(f"invalid config: sim='mujoco' task={task_cfg['name']!r}: {missing}") from err
         raise ConfigError(f"invalid config: task={task_cfg['name']!r}: {err}") from err
+
+
+# The embedded backend's packages: the ``mujoco`` extra of setup.py (not core dependencies, so that the core
+# package installs beside Isaac Lab 3.0, which pins mujoco 3.x).
+EMBEDDED_PACKAGES = ("mujoco", "gymnasium")
+EMBEDDED_INSTALL = ("pip install -e '.[mujoco]' (mujoco>=4,<5 and gymnasium>=1, Python >= 3.11; "
+                    "scripts/install_cpu.sh installs it); in an Isaac framework's Python use its sim= instead")
+
+
+def embedded_backend_missing(err: BaseException) -> Optional[str]:
+    """The one-line reason when ``err`` (or an exception it was raised from) is a failed import of the embedded
+    backend's packages (``mujoco`` absent or older than 4, which has no ``mujoco.batch``; ``gymnasium`` absent),
+    saying what to install; None for any other error."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, ImportError) and (seen.name or "").split(".")[0] in EMBEDDED_PACKAGES:
+            package = (seen.name or "").split(".")[0]
+            try:
+                version = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+            absent = isinstance(seen, ModuleNotFoundError) or version is None
+            found = f"{package} is not installed" if absent else f"{package} {version} is installed"
+            return f"the embedded MuJoCo backend needs the `mujoco` extra ({found}: {seen}): {EMBEDDED_INSTALL}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # The frameworks' own task packages: a ``task_class`` / ``import_modules`` entry may always name them.

@@ -8,6 +8,7 @@ first).
 
 import importlib.util
 import sys
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 # sim name -> (top-level python modules that must be importable, what to install). Order = sim=auto priority:
@@ -19,17 +20,37 @@ FRAMEWORKS: Dict[str, Tuple[Tuple[str, ...], str]] = {
 }
 
 
-def installed(sim: str) -> bool:
-    """True when every top-level module of framework ``sim`` can be found (nothing is imported)."""
-    def found(module: str) -> bool:
-        if module in sys.modules:  # already imported (e.g. isaacgym, imported before torch)
-            return True
-        try:
-            return importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            return False
+def _found(module: str) -> bool:
+    if module in sys.modules:  # already imported (e.g. isaacgym, imported before torch)
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
-    return all(found(m) for m in FRAMEWORKS[sim][0])
+
+def _in_isaaclab_wheel(module: str) -> bool:
+    """True when ``module`` ships inside the Isaac Lab 2.x PyPI wheel's ``isaaclab/source/<module>/<module>``.
+
+    That wheel's extensions (``isaaclab_tasks``, ...) reach ``sys.path`` only once ``AppLauncher`` has started
+    the Kit app, so ``find_spec`` cannot see them before (the wheel's ``isaaclab/__init__.py``, ``expose_api``).
+    """
+    try:
+        spec = importlib.util.find_spec("isaaclab")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.origin:
+        return False
+    package = Path(spec.origin).parent / "source" / module / module
+    return (package / "__init__.py").is_file()
+
+
+def installed(sim: str) -> bool:
+    """True when every top-level module of framework ``sim`` can be found (nothing is imported).
+
+    Isaac Lab 2.x from PyPI: ``isaaclab_tasks`` counts as found inside the wheel (:func:`_in_isaaclab_wheel`).
+    """
+    return all(_found(m) or (sim == "isaaclab" and _in_isaaclab_wheel(m)) for m in FRAMEWORKS[sim][0])
 
 
 def installed_frameworks() -> List[str]:

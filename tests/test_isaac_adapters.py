@@ -12,23 +12,18 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO
-from fake_frameworks import fakes, set_isaaclab_version  # noqa: F401  (fixture)
+from fake_frameworks import fakes, set_isaaclab_version, short_episodes  # noqa: F401  (fixture)
 from meow_isaac.config import ConfigError
 from meow_isaac.envs.wrappers import ReferenceCompat
 from meow_isaac.replay import ReplayBuffer
 
 N, STEPS = 4, 70
-SHORT = {  # 16-step episodes; actions unclipped by the framework (VecTask/RLTask default clipActions = inf)
-    "isaacgym": {"overrides": {"env": {"episodeLength": 16, "clipActions": 100.0}}},
-    "omniisaacgym": {"overrides": {"env": {"episodeLength": 16, "clipActions": 100.0}}},
-    "isaaclab": {"env_cfg": {"episode_length_s": 0.26}},
-}
 
 
 def section(sim, task, **extra):
     """The ``<sim>:`` section of ``cfg/task/<task>.yaml`` with short episodes."""
     sec = OmegaConf.to_container(OmegaConf.load(f"{REPO}/cfg/task/{task}.yaml")[sim], resolve=True)
-    return dict(sec, **SHORT[sim], **extra)
+    return dict(sec, **short_episodes(sim, task), **extra)  # 16-step episodes, actions unclipped
 
 
 def make(sim, task, **extra):

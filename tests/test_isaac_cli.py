@@ -11,11 +11,8 @@ import sys
 import pytest
 
 from conftest import REPO
-from fake_frameworks import fake_env
+from fake_frameworks import fake_env, short_episodes_cli
 
-SHORT = {"isaacgym": "+task.isaacgym.overrides.env.episodeLength=16",
-         "omniisaacgym": "+task.omniisaacgym.overrides.env.episodeLength=16",
-         "isaaclab": "+task.isaaclab.env_cfg.episode_length_s=0.26"}
 SMALL = ["num_envs=2", "max_iterations=15", "train.random_steps=5", "train.learning_starts=5",
          "train.batch_size=16", "train.replay_size_per_env=50", "train.eval_interval=0", "train.eval_envs=1",
          "train.log_interval=5", "progress_bar=False", "torch_threads=1", "sim_threads=1", "headless=True"]
@@ -31,8 +28,8 @@ def _cli(args, env, timeout=120):
 def test_cli_fresh_process(tmp_path, sim, task, version):
     """A fresh process: the import/launch order each framework needs is really exercised."""
     key = "isaaclab" if sim == "auto" else sim
-    proc = _cli([f"task={task}", f"sim={sim}", SHORT[key], f"experiment={tmp_path / 'x'}"] + SMALL,
-                fake_env(FAKE_ISAACLAB_VERSION=str(version)))
+    proc = _cli([f"task={task}", f"sim={sim}", *short_episodes_cli(key, task), f"experiment={tmp_path / 'x'}"]
+                + SMALL, fake_env(FAKE_ISAACLAB_VERSION=str(version)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"{task} on {key}: 2 envs" in proc.stdout
     if sim == "auto":

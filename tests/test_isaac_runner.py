@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from fake_frameworks import LAB_TASKS, TASKS, fakes, set_isaaclab_version  # noqa: F401
+from fake_frameworks import LAB_TASKS, TASKS, fakes, set_isaaclab_version, short_episodes_cli  # noqa: F401,E501
 from meow_isaac.runner import config_dir, run
 
-SHORT = {"isaacgym": "+task.isaacgym.overrides.env.episodeLength=16",
-         "omniisaacgym": "+task.omniisaacgym.overrides.env.episodeLength=16",
-         "isaaclab": "+task.isaaclab.env_cfg.episode_length_s=0.26"}
 SMALL = ["num_envs=4", "max_iterations=32", "train.random_steps=8", "train.learning_starts=8",
          "train.batch_size=32", "train.replay_size_per_env=100", "train.eval_interval=16", "train.eval_envs=2",
          "train.log_interval=32", "train.save_interval=1000", "progress_bar=False", "torch_threads=1",
@@ -28,7 +25,8 @@ def test_runner_trains_each_task_on_each_framework(fakes, monkeypatch, tmp_path,
         set_isaaclab_version(monkeypatch, version)
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        out = run(compose("config", overrides=[f"task={task}", f"sim={sim}", SHORT[sim], "experiment=e"] + SMALL))
+        out = run(compose("config", overrides=[f"task={task}", f"sim={sim}", *short_episodes_cli(sim, task),
+                                               "experiment=e"] + SMALL))
     assert out["iteration"] == 32 and out["updates"] == 25
     assert out["scalars"]["episode/count"] > 0 and out["last_eval"] is not None
     assert (Path(out["run_dir"]) / "nn" / "e.pth").is_file()
@@ -38,6 +36,6 @@ def test_runner_trains_each_task_on_each_framework(fakes, monkeypatch, tmp_path,
 def test_reference_compat_through_the_runner(fakes, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        out = run(compose("config", overrides=["task=Ant", "sim=omniisaacgym", SHORT["omniisaacgym"],
-                                               "reference_compat=True", "experiment=c"] + SMALL))
+        out = run(compose("config", overrides=["task=Ant", "sim=omniisaacgym", "reference_compat=True",
+                                               *short_episodes_cli("omniisaacgym", "Ant"), "experiment=c"] + SMALL))
     assert out["iteration"] == 32

@@ -20,7 +20,7 @@ from conftest import REPO
 
 ROOT = Path(REPO)
 DOCKERFILES = sorted((ROOT / "docker").glob("Dockerfile.*"))
-SHELL_SCRIPTS = ["scripts/install_cpu.sh", "docker/slurm/train.sbatch", ".ci/run"]
+SHELL_SCRIPTS = ["scripts/install_cpu.sh", "docker/slurm/train.sbatch", ".ci/run", "scripts/ci_isaaclab3.sh"]
 
 
 def _instructions(path: Path):

@@ -14,6 +14,7 @@ class FakeVecTask:
     num_obs_ = 0
     num_act_ = 0
     reset_in_pre_physics = False
+    limit_key = "episodeLength"
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless, virtual_screen_capture=False,
                  force_render=False):
@@ -23,7 +24,7 @@ class FakeVecTask:
         self.num_obs = self.num_observations = self.num_obs_
         self.num_actions = self.num_act_
         self.num_states = 0
-        self.max_episode_length = int(env["episodeLength"])
+        self.max_episode_length = self.episode_limit(cfg)
         use_gpu = cfg["sim"]["use_gpu_pipeline"] and ("cuda" in sim_device or "gpu" in sim_device)
         self.device = sim_device if use_gpu else "cpu"
         self.rl_device = rl_device
@@ -38,6 +39,15 @@ class FakeVecTask:
         self.extras = {}
         self.dyn = FakeDynamics(n, self.num_obs, self.num_actions, self.device, seed=int(cfg.get("seed", 0)))
         self.steps = 0
+
+    @classmethod
+    def episode_limit(cls, cfg):
+        """The real tasks' keys: ``env.episodeLength`` (Ant, Humanoid, AllegroHand, FrankaCabinet),
+        ``env.learn.episodeLength_s`` (Anymal: ``int(s / sim.dt + 0.5)``), ``env.maxEpisodeLength`` (Ingenuity)."""
+        env = cfg["env"]
+        if cls.limit_key == "episodeLength_s":
+            return int(float(env["learn"]["episodeLength_s"]) / float(cfg["sim"]["dt"]) + 0.5)
+        return int(env[cls.limit_key])
 
     def zero_actions(self):
         return torch.zeros(self.num_envs, self.num_actions, device=self.rl_device)
@@ -84,15 +94,16 @@ class FakeVecTask:
         return obs_dict, self.rew_buf.to(self.rl_device), self.reset_buf.to(self.rl_device), self.extras
 
 
-def _task(name, obs, act, pre=False):
-    return type(name, (FakeVecTask,), {"num_obs_": obs, "num_act_": act, "reset_in_pre_physics": pre})
+def _task(name, obs, act, pre=False, limit_key="episodeLength"):
+    return type(name, (FakeVecTask,), {"num_obs_": obs, "num_act_": act, "reset_in_pre_physics": pre,
+                                       "limit_key": limit_key})
 
 
 isaacgym_task_map = {
     "Ant": _task("Ant", 60, 8),
     "Humanoid": _task("Humanoid", 108, 21),
-    "Anymal": _task("Anymal", 48, 12),
+    "Anymal": _task("Anymal", 48, 12, limit_key="episodeLength_s"),
     "AllegroHand": _task("AllegroHand", 88, 16, pre=True),
     "FrankaCabinet": _task("FrankaCabinet", 23, 9),
-    "Ingenuity": _task("Ingenuity", 13, 6, pre=True),
+    "Ingenuity": _task("Ingenuity", 13, 6, pre=True, limit_key="maxEpisodeLength"),
 }

@@ -16,6 +16,7 @@ class FakeRLTask:
     num_obs_ = 0
     num_act_ = 0
     limit_attr = "_max_episode_length"
+    limit_key = "episodeLength"
 
     def __init__(self, name, sim_config, env, offset=None):
         self.name = name
@@ -28,7 +29,7 @@ class FakeRLTask:
         self.clip_obs = float(cfg["env"].get("clipObservations", float("inf")))
         self.clip_actions = float(cfg["env"].get("clipActions", float("inf")))
         self.control_frequency_inv = int(cfg["env"].get("controlFrequencyInv", 1))
-        setattr(self, self.limit_attr, int(cfg["env"]["episodeLength"]))
+        setattr(self, self.limit_attr, self.episode_limit(cfg))
         self.observation_space = spaces.Box(float("-inf"), float("inf"), (self.num_observations,))
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_actions,))
         n = self._num_envs
@@ -40,6 +41,16 @@ class FakeRLTask:
         self.extras = {}
         self.dyn = FakeDynamics(n, self.num_observations, self.num_actions, self._device,
                                 seed=int(sim_config.config.get("seed", 0)))
+
+    @classmethod
+    def episode_limit(cls, cfg):
+        """The real tasks' keys: ``env.episodeLength`` (Ant, Humanoid, AllegroHand, FrankaCabinet),
+        ``env.learn.episodeLength_s`` (Anymal: ``int(s / (1/60) + 0.5)``, OIGE's hard-coded dt),
+        ``env.maxEpisodeLength`` (Ingenuity)."""
+        env = cfg["env"]
+        if cls.limit_key == "episodeLength_s":
+            return int(float(env["learn"]["episodeLength_s"]) / (1.0 / 60.0) + 0.5)
+        return int(env[cls.limit_key])
 
     @property
     def num_envs(self):
@@ -84,15 +95,16 @@ class FakeRLTask:
         return self.states_buf
 
 
-def _task(name, obs, act, limit_attr="_max_episode_length"):
-    return type(name + "Task", (FakeRLTask,), {"num_obs_": obs, "num_act_": act, "limit_attr": limit_attr})
+def _task(name, obs, act, limit_attr="_max_episode_length", limit_key="episodeLength"):
+    return type(name + "Task", (FakeRLTask,), {"num_obs_": obs, "num_act_": act, "limit_attr": limit_attr,
+                                               "limit_key": limit_key})
 
 
 TASKS = {
     "Ant": _task("Ant", 60, 8),
     "Humanoid": _task("Humanoid", 87, 21),
-    "Anymal": _task("Anymal", 48, 12, "max_episode_length"),
+    "Anymal": _task("Anymal", 48, 12, "max_episode_length", "episodeLength_s"),
     "AllegroHand": _task("AllegroHand", 72, 16, "max_episode_length"),
     "FrankaCabinet": _task("FrankaCabinet", 23, 9),
-    "Ingenuity": _task("Ingenuity", 13, 6),
+    "Ingenuity": _task("Ingenuity", 13, 6, limit_key="maxEpisodeLength"),
 }

@@ -1,0 +1,1 @@
+../fakes/fake_dynamics.py
