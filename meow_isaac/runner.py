@@ -296,7 +296,7 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
     if dist_info.enabled:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
-    meta = checkpoint_meta(tcfg.algo, task_dict["name"], probe.obs_dim, probe.action_dim)
+    meta = checkpoint_meta(tcfg.algo, task_dict["name"], probe.obs_dim, probe.action_dim, tcfg.activation)
     if export:
         _load_agent(agent, checkpoint, device, meta)
         probe.close()
