@@ -5,6 +5,7 @@ task code."""
 import errno
 import os
 import pickle
+import re
 import resource
 import shutil
 import subprocess
@@ -150,7 +151,8 @@ def test_file_size_limit_while_checkpointing_through_the_cli(hopper_runs, tmp_pa
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=small_files)
     assert proc.returncode == code, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "could not write checkpoint" in line]
-    assert errors and all(f"{ckpt.relative_to(tmp_path)} at iteration" in e and "[Errno 27] File too large" in e
+    named = re.compile(re.escape(str(ckpt.with_suffix(""))) + r"(_best)?\.pth at iteration")  # last, or best
+    assert errors and all(named.search(e) and "[Errno 27] File too large" in e  # if the return improved
                           and "previous checkpoint file is intact" in e for e in errors), proc.stderr
     if mode == "warn":  # every save failed (periodic at 30 and 40, best if better, final), training went on
         assert 3 <= len(errors) <= 4 and "done: iteration 40" in proc.stdout, proc.stdout + proc.stderr
@@ -201,28 +203,39 @@ def test_wrong_corrupt_and_newer_checkpoints_are_refused_before_anything_is_load
     assert _same(_snapshot(source), _snapshot(fresh))
 
 
-def test_version_1_checkpoints_still_load(trained, tmp_path):
-    """Unversioned files of the previous layout (NumPy RNG state as an array, no meta) load as version 1."""
+@pytest.fixture(scope="module")
+def trained_relu(tmp_path_factory):
+    """As :func:`trained` with ``train.activation=relu`` (the network of files written before that key)."""
+    trainer = _trainer(tmp_path_factory.mktemp("trained_relu"), activation="relu")
+    trainer.train()
+    return trainer, trainer.checkpoint_path("last")
+
+
+def test_version_1_checkpoints_still_load(trained_relu, tmp_path):
+    """Unversioned files of the previous layout (NumPy RNG state as an array, no meta; the ReLU network, as every
+    file of that time) load as version 1, with train.activation=relu."""
     import numpy as np
 
-    _, path = trained
+    _, path = trained_relu
     legacy = torch.load(path, weights_only=True)
     del legacy["format_version"], legacy["meta"]
     legacy["rng"]["numpy"] = np.random.get_state()
     torch.save(legacy, tmp_path / "v1.pth")
-    trainer = _trainer(tmp_path)
+    trainer = _trainer(tmp_path, activation="relu")
     trainer.load(tmp_path / "v1.pth")
     assert trainer.iteration == 20 and load_checkpoint(tmp_path / "v1.pth")["format_version"] == 1
+    with pytest.raises(CheckpointError, match=r"train.activation='swish'; accepted: 'relu'"):
+        _trainer(tmp_path).load(tmp_path / "v1.pth")
 
 
-def test_checkpoints_of_the_earlier_relu_network_load_with_train_activation_relu_or_are_refused(trained, tmp_path):
+def test_checkpoints_of_the_earlier_relu_network_load_with_train_activation_relu_or_are_refused(
+        trained, trained_relu, tmp_path):
     """Files written before train.activation (ReLU network, meta without 'activation') load into a relu agent;
     the default (swish) refuses them in one line naming the setting, and so does a swish file in a relu run."""
-    source, swish_path = trained
-    old = _trainer(tmp_path / "relu", activation="relu")
-    old.train()
+    _, swish_path = trained
+    old, relu_path = trained_relu
     assert not any("beta" in key for key in old.agent.state_dict())  # the earlier network's state dict
-    legacy = torch.load(old.checkpoint_path("last"), weights_only=True)
+    legacy = torch.load(relu_path, weights_only=True)
     assert legacy["meta"].pop("activation") == "relu"
     torch.save(legacy, tmp_path / "legacy.pth")
     target = _trainer(tmp_path)
