@@ -1,10 +1,10 @@
 """Checkpoint files: atomic, durable writes; safe (``weights_only``), validated loads; exact RNG resume.
 
 Format (``FORMAT_VERSION`` 2): a dict of tensors and plain containers only, so that it loads with
-``torch.load(weights_only=True)`` (no pickled code): ``format_version``, ``meta`` (``algo``, ``task``,
-``obs_dim``, ``action_dim``, and for MEow ``activation``), ``agent``, ``optimizer``, ``counters``, ``rng``, ``config`` and optionally
-``env_rng`` and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy RNG
-state as an array).
+``torch.load(weights_only=True)`` (no pickled code): ``format_version``, ``meta`` (``algo``, ``task``, ``obs_dim``,
+``action_dim``, and for MEow ``activation``), ``agent``, ``optimizer``, ``counters``, ``rng``, ``config`` and
+optionally ``env_rng`` and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy
+RNG state as an array).
 """
 
 from __future__ import annotations

@@ -240,9 +240,9 @@ def test_checkpoints_of_the_earlier_relu_network_load_with_train_activation_relu
     torch.save(legacy, tmp_path / "legacy.pth")
     target = _trainer(tmp_path)
     before = _snapshot(target)
-    with pytest.raises(CheckpointError, match=r"^invalid config: train.activation='swish'; accepted: 'relu', the network "
-                                              r"of checkpoint=.*legacy.pth \(written before train.activation existed\): "
-                                              r"add train.activation=relu$"):
+    refusal = (r"^invalid config: train.activation='swish'; accepted: 'relu', the network of checkpoint=.*legacy.pth "
+               r"\(written before train.activation existed\): add train.activation=relu$")
+    with pytest.raises(CheckpointError, match=refusal):
         target.load(tmp_path / "legacy.pth")
     assert _same(before, _snapshot(target))
     relu = _trainer(tmp_path, activation="relu")
