@@ -32,7 +32,7 @@ setup(
         "test": ["pytest>=7", "pytest-xdist>=3", "matplotlib>=3.5"],  # matplotlib: python -m meow_isaac.compare plots
         "plot": ["matplotlib>=3.5"],
         "wandb": ["wandb>=0.16"],
-        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "export": ["onnx>=1.17", "onnxscript>=0.3,<1", "onnxruntime>=1.17"],  # torch.onnx.export(dynamo=True)
         "slurm": ["hydra-submitit-launcher>=1.2,<1.3", "submitit>=1.4,<2"],  # hydra/launcher=slurm
         # meow_isaac/rl_games_bridge.py (MEow inside an rl_games train.py). Spelled as setuptools writes it in the
         # metadata (`rl-games`): pip < 23.3 does not normalise a requested `.[rl_games]` and would install nothing.

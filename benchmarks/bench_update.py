@@ -1,6 +1,7 @@
 """Time one MEow update: ours (``MEowAgent.update``) against the reference formulation, on the CPU.
 
-Both sides use the same network (:class:`meow_isaac.flows.EBFlowPolicy`, same sizes and init) on the same sampled
+Both sides use the same network (:class:`meow_isaac.flows.EBFlowPolicy`, same sizes and init; by default the
+authors' network with learnable-beta Swish, ``--activation relu`` for the earlier ReLU one) on the same sampled
 :class:`meow_isaac.replay.Batch`; only the formulation of the update differs.
 
 *Ours* (``meow_isaac/agents/meow.py``): one flow pass on the B rows gives Q of both shift heads; the target's
@@ -23,9 +24,10 @@ exact V uses only its sigma network and shift heads (no coupling pass); foreach 
 
 With dropout off (eval mode) both losses are the same number; the script checks this once per size.
 
-Run: ``python benchmarks/bench_update.py [--batch 256,4096] [--threads 1] [--iters 100] [--no-compile] [--json out.json]``
-``[--device cuda]`` (on CUDA each timed chunk ends with ``torch.cuda.synchronize``; ``compiled`` is then CUDA graphs,
-and ``compiled_nograph`` the same compiled code without them).
+Run: ``python benchmarks/bench_update.py [--batch 256,4096] [--threads 1] [--iters 100] [--no-compile]
+[--activation swish|relu] [--json out.json]`` ``[--device cuda]`` (on CUDA each timed chunk ends with
+``torch.cuda.synchronize``; ``compiled`` is then CUDA graphs, and ``compiled_nograph`` the same compiled code
+without them).
 
 *Ours compiled*: the same agent built with ``compile=True`` (``train.compile``): on the CPU the whole update
 (loss, ``torch.func`` gradient, clipping, Adam, Polyak) is one ``torch.compile`` graph
@@ -48,7 +50,7 @@ from torch import nn
 from meow_isaac.agents.meow import MEowAgent, meow_loss
 from meow_isaac.compile import Compiled
 from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_memory
-from meow_isaac.flows import BitDropout, EBFlowPolicy, unsquash
+from meow_isaac.flows import ACTIVATIONS, BitDropout, EBFlowPolicy, Swish, unsquash
 from meow_isaac.replay import Batch, ReplayBuffer
 
 # name: (obs_dim, action_dim, alpha, tau) -- MuJoCo Hopper-v4 / Humanoid-v4 sizes and reference hyperparameters
@@ -56,12 +58,25 @@ SIZES = {"Hopper": (11, 3, 0.25, 0.005), "Humanoid": (348, 17, 0.125, 0.0005)}
 GAMMA, LR, GRAD_NORM = 0.99, 1e-3, 30.0
 
 
+class ReferenceSwish(nn.Module):
+    """The authors' ``nf/nets.py`` ``Swish``: ``x * sigmoid(beta[None, :] * x)``, ``beta`` ``(dim,)``."""
+
+    def __init__(self, beta: torch.Tensor) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(beta.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.beta[None, :] * x)
+
+
 def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
     """A copy of ``flow`` whose shift heads are two separate ``nn.Sequential`` MLPs (as in the reference code)
-    holding the same weights as our stacked :class:`~meow_isaac.flows.ShiftHeads`, and whose couplings use
-    ``nn.Dropout`` (the reference) instead of :class:`~meow_isaac.flows.BitDropout`."""
+    holding the same weights as our stacked :class:`~meow_isaac.flows.ShiftHeads`, whose Swish layers are the
+    reference's :class:`ReferenceSwish` (same betas; ReLU stays ReLU under ``train.activation=relu``) and whose
+    couplings use ``nn.Dropout`` (the reference) instead of :class:`~meow_isaac.flows.BitDropout`."""
     ref = copy.deepcopy(flow)
     heads = nn.ModuleList()
+    swish = len(flow.shift_heads.betas) > 0
     for j in range(2):
         layers: List[nn.Module] = []
         for i, (w, b) in enumerate(zip(flow.shift_heads.weights, flow.shift_heads.biases)):
@@ -69,13 +84,17 @@ def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
             with torch.no_grad():
                 linear.weight.copy_(w[j].T)
                 linear.bias.copy_(b[j, 0])
-            layers += [linear, nn.ReLU()] if i < len(flow.shift_heads.weights) - 1 else [linear]
+            layers.append(linear)
+            if i < len(flow.shift_heads.weights) - 1:
+                layers.append(ReferenceSwish(flow.shift_heads.betas[i][j, 0]) if swish else nn.ReLU())
         heads.append(nn.Sequential(*layers))
     ref.shift_heads = heads  # type: ignore[assignment]
-    for coupling in ref.couplings:  # the reference uses torch's nn.Dropout, not our BitDropout
-        for i, module in enumerate(coupling.net):
-            if isinstance(module, BitDropout):
-                coupling.net[i] = nn.Dropout(module.p)
+    for net in [ref.sigma_net] + [coupling.net for coupling in ref.couplings]:
+        for i, module in enumerate(net):
+            if isinstance(module, Swish):
+                net[i] = ReferenceSwish(module.beta)
+            elif isinstance(module, BitDropout):  # the reference uses torch's nn.Dropout, not our BitDropout
+                net[i] = nn.Dropout(module.p)
     return ref
 
 
@@ -226,6 +245,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled variants")
     parser.add_argument("--malloc", choices=CPU_MALLOC_CHOICES, default="retain",
                         help="retain: glibc keeps freed memory (the runner's cpu_malloc default) | default")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=ACTIVATIONS[0],
+                        help="train.activation of both sides (default swish: the authors' network)")
     parser.add_argument("--json", default=None, help="write the results to this path")
     args = parser.parse_args()
     if args.malloc == "retain":
@@ -252,12 +273,13 @@ def main() -> None:
     if args.no_compile:
         variants = [v for v in variants if not VARIANTS[v][0]]
     print(f"torch {torch.__version__}, device {device} ({device_name}), threads {torch.get_num_threads()}, batch "
-          f"{batch_sizes}, iters {args.iters}, variants {variants}")
+          f"{batch_sizes}, iters {args.iters}, variants {variants}, activation {args.activation}")
 
     rows = []
     for name in args.sizes.split(","):
         obs_dim, action_dim, alpha, tau = SIZES[name]
-        kwargs = dict(alpha=alpha, tau=tau, gamma=GAMMA, learning_rate=LR, grad_norm=GRAD_NORM)
+        kwargs = dict(alpha=alpha, tau=tau, gamma=GAMMA, learning_rate=LR, grad_norm=GRAD_NORM,
+                      activation=args.activation)
         for batch_size in batch_sizes:
             iters = max(10, args.iters * 256 // max(batch_size, 256))  # equal work per row, at least 10
             batches = make_batches(obs_dim, action_dim, batch_size, 16, seed=0, device=device)
@@ -295,7 +317,8 @@ def main() -> None:
             print(f"{name} B={batch_size}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()), flush=True)
             if args.json:  # after every row: a run stopped by a time limit keeps the rows it finished
                 meta = {"torch": torch.__version__, "threads": args.threads, "iters": args.iters,
-                        "device": str(device), "device_name": device_name, "variants": variants}
+                        "device": str(device), "device_name": device_name, "variants": variants,
+                        "activation": args.activation}
                 with open(args.json, "w") as f:
                     json.dump({"meta": meta, "results": rows}, f, indent=2)
 

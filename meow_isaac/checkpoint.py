@@ -1,10 +1,10 @@
 """Checkpoint files: atomic, durable writes; safe (``weights_only``), validated loads; exact RNG resume.
 
 Format (``FORMAT_VERSION`` 2): a dict of tensors and plain containers only, so that it loads with
-``torch.load(weights_only=True)`` (no pickled code): ``format_version``, ``meta`` (``algo``, ``task``,
-``obs_dim``, ``action_dim``), ``agent``, ``optimizer``, ``counters``, ``rng``, ``config`` and optionally
-``env_rng`` and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy RNG
-state as an array).
+``torch.load(weights_only=True)`` (no pickled code): ``format_version``, ``meta`` (``algo``, ``task``, ``obs_dim``,
+``action_dim``, and for MEow ``activation``), ``agent``, ``optimizer``, ``counters``, ``rng``, ``config`` and
+optionally ``env_rng`` and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy
+RNG state as an array).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from meow_isaac.config import ConfigError
 
 FORMAT_VERSION = 2
 TRAIN_SUFFIX = {"meow": "MEow", "sac": "SAC"}  # train.algo -> cfg/train/<Task><suffix>.yaml
+LEGACY_ACTIVATION = "relu"  # the network of MEow checkpoints whose meta has no 'activation' (before train.activation)
 CHECKPOINT_ERROR_MODES = ("warn", "stop")  # checkpoint_error: a failed write warns and trains on, or stops
 
 
@@ -182,9 +183,31 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     return state
 
 
-def checkpoint_meta(algo: str, task: Optional[str], obs_dim: int, action_dim: int) -> Dict[str, Any]:
-    """The ``meta`` block of a checkpoint (and what a loader expects)."""
-    return {"algo": algo, "task": task, "obs_dim": int(obs_dim), "action_dim": int(action_dim)}
+def checkpoint_meta(algo: str, task: Optional[str], obs_dim: int, action_dim: int,
+                    activation: Optional[str] = None) -> Dict[str, Any]:
+    """The ``meta`` block of a checkpoint (and what a loader expects); ``activation`` (``train.activation``) is
+    recorded for MEow only (SAC's networks have no such switch)."""
+    meta: Dict[str, Any] = {"algo": algo, "task": task, "obs_dim": int(obs_dim), "action_dim": int(action_dim)}
+    if algo == "meow" and activation is not None:
+        meta["activation"] = activation
+    return meta
+
+
+def _check_activation(meta: Mapping[str, Any], path: Union[str, Path], expected: Mapping[str, Any]) -> None:
+    """A MEow checkpoint's network (``meta['activation']``; :data:`LEGACY_ACTIVATION` for files written before
+    ``train.activation`` existed) against this run's ``train.activation``.
+
+    Raises:
+        CheckpointError: they differ: one line naming the value that loads the file.
+    """
+    want = expected.get("activation")
+    if want is None or meta.get("algo", "meow") != "meow":
+        return
+    found = meta.get("activation") or LEGACY_ACTIVATION
+    if found != want:
+        when = " (written before train.activation existed)" if not meta.get("activation") else ""
+        raise CheckpointError(f"invalid config: train.activation={want!r}; accepted: {found!r}, the network of "
+                              f"checkpoint={str(path)}{when}: add train.activation={found}")
 
 
 def _meta_of(state: Mapping[str, Any]) -> Dict[str, Any]:
@@ -226,7 +249,8 @@ def check_compatible(state: Mapping[str, Any], path: Union[str, Path], expected:
                      agent: Mapping[str, Any], replay: Optional[Mapping[str, Any]] = None) -> None:
     """Check a loaded checkpoint against what it is loaded into, before anything is assigned: the ``meta``
     block against ``expected`` (:func:`checkpoint_meta`; ``None`` values are not compared; an ``algo``
-    mismatch is reported alone, as ``train.algo``), the agent's
+    mismatch is reported alone, as ``train.algo``, and so is a MEow ``activation`` mismatch, as
+    ``train.activation``), the agent's
     state-dict keys and tensor shapes against ``agent``, the replay buffer's against ``replay`` (when given and
     saved), the counters and the RNG states.
 
@@ -239,6 +263,7 @@ def check_compatible(state: Mapping[str, Any], path: Union[str, Path], expected:
         raise CheckpointError(f"invalid config: train.algo={want_algo!r}; accepted: {found_algo!r}, the algorithm of "
                               f"checkpoint={str(path)} (select its train config, e.g. "
                               f"train=<Task>{TRAIN_SUFFIX.get(str(found_algo), str(found_algo).upper())})")
+    _check_activation(meta, path, expected)
     problems = [f"{key}: expected {want!r}, found {meta.get(key)!r}" for key, want in expected.items()
                 if want is not None and meta.get(key) is not None and meta.get(key) != want]
     if not problems:

@@ -13,6 +13,8 @@ from typing import Any, Iterable, List, Mapping
 
 import torch
 
+from meow_isaac.flows import ACTIVATIONS  # train.activation (MEow)
+
 SIMS = ("auto", "mujoco", "mjwarp", "isaacgym", "omniisaacgym", "isaaclab")
 ALGOS = ("meow", "sac")  # train.algo: meow_isaac.agents.make_agent builds the agent
 
@@ -50,6 +52,7 @@ class TrainConfig:
     sigma_max: float = -0.3            # MEow only: bounds of log sigma(s)
     sigma_min: float = -5.0
     dropout: float = 0.1               # MEow only: coupling dropout
+    activation: str = "swish"          # MEow only: swish (the authors' network) | relu (the earlier network)
     actor_lr: float = 3e-4             # SAC only: Adam step size of the actor
     critic_lr: float = 1e-3            # SAC only: Adam step size of the twin critics
     alpha_lr: float = 1e-3             # SAC only: Adam step size of log alpha
@@ -115,6 +118,8 @@ class TrainConfig:
             _fail("train.compile", self.compile, "auto, True, False")
         if self.amp not in ("none", "bf16"):
             _fail("train.amp", self.amp, "none, bf16")
+        if self.activation not in ACTIVATIONS:
+            _fail("train.activation", self.activation, ", ".join(ACTIVATIONS))
         for key in ("alpha", "learning_rate", "grad_norm", "actor_lr", "critic_lr", "alpha_lr"):
             if not getattr(self, key) > 0:
                 _fail(f"train.{key}", getattr(self, key), "a number > 0")

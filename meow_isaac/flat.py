@@ -1,10 +1,10 @@
 """Parameters as views of one contiguous buffer: Adam, gradient clipping, zeroing and the Polyak update as single
 tensor ops instead of loops over the network's tensors.
 
-The EBFlow holds 52 parameter tensors. On this project's CPU, fused Adam, foreach ``clip_grad_norm_``, foreach
-Polyak and ``zero_grad`` over those lists took about 2 ms of a 256-row update (14 ms); on one flat buffer they are
-a handful of kernels (``benchmarks/README.md``). The technique is the one of Apex's and DeepSpeed's flat fp32
-master buffers.
+The EBFlow holds 64 parameter tensors (52 with ``train.activation=relu``, the network the next figures were measured
+on). On this project's CPU, fused Adam, foreach ``clip_grad_norm_``, foreach Polyak and ``zero_grad`` over those
+lists took about 2 ms of a 256-row update (14 ms); on one flat buffer they are a handful of kernels
+(``benchmarks/README.md``). The technique is the one of Apex's and DeepSpeed's flat fp32 master buffers.
 
 Each parameter keeps its ``nn.Parameter`` object, name and shape (``state_dict`` and checkpoints are unchanged);
 only its storage becomes a slice of :attr:`FlatParams.data`. Its ``.grad`` is a slice of :attr:`FlatParams.grad`,

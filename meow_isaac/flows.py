@@ -16,6 +16,15 @@ Density direction (``a -> z0``) gives the soft Q and the exact soft V of each re
     V_j(s)    = alpha * ( sum_i log sigma_i(s) + d/2 log(2 pi) + b_j(s))
 
 so that ``(Q_j - V_j) / alpha = log pi(a|s)`` exactly (paper Eq. 10-11).
+
+Network (``train.activation``): ``swish`` (default) is the authors' network (``nf/nets.py`` and the ``init_Flow``
+of ``cleanrl/cleanrl/meow_continuous_action.py`` / ``skrl/trainer_meow.py``, GitHub ``ChienFeng-hub/meow``): every
+hidden layer of the sigma network, the couplings and the shift heads is followed by :class:`Swish`
+``x * sigmoid(beta * x)`` with a learnable ``beta`` per unit (initialised to 1); all weights of the sigma network
+and the shift heads are zero-initialised, the couplings' weights orthogonal, every bias keeps ``nn.Linear``'s
+default init. ``relu`` is this project's earlier network (ReLU; default init of the hidden layers, zero output
+layers of the sigma network and the shift heads, orthogonal coupling weights with zero biases), which checkpoints
+written before the switch hold: zero hidden weights would leave the ReLU units with a negative bias dead for good.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from torch import nn
 EPS = float(torch.finfo(torch.float32).eps)
 _AUTOCAST_TAKES_DEVICE = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)  # is_autocast_enabled(dev)
 ACTION_CLAMP = 1.0 - 1e-5
+ACTIVATIONS = ("swish", "relu")  # train.activation; the first is the default (the authors' network)
 
 
 def _compiling() -> bool:
@@ -155,16 +165,54 @@ class OutputLinear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
-    """Two-hidden-layer ReLU MLP ``in_dim -> hidden -> hidden -> out_dim`` (optional LayerNorm and dropout); the
-    output layer is an :class:`OutputLinear` (float32 under autocast)."""
+class Swish(nn.Module):
+    """``x * sigmoid(beta * x)`` with a learnable ``beta`` ``(dim,)`` float32, one per unit, initialised to 1 (the
+    authors' ``nf/nets.py`` ``Swish``, after Grathwohl et al.'s LSD code; Ramachandran et al. 2017).
+
+    ``x`` ``(..., dim)`` of any float dtype -> same shape and dtype (``beta`` is cast to ``x``'s dtype, so bf16
+    hidden layers under ``train.amp=bf16`` stay bf16).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.beta.to(x.dtype) * x)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.beta.numel()}"
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` if it is one of :data:`ACTIVATIONS`.
+
+    Raises:
+        ValueError: anything else (message names the value and the accepted ones).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is invalid; accepted: {', '.join(ACTIVATIONS)}")
+    return activation
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropout: float = 0.0,
+        activation: str = "swish") -> nn.Sequential:
+    """Two-hidden-layer MLP ``in_dim -> hidden -> hidden -> out_dim``, each hidden layer ``Linear`` [->
+    ``LayerNorm``] -> :class:`Swish` (``activation="swish"``) or ``ReLU`` [-> dropout] (the order of the authors'
+    ``nf/nets.py`` ``MLP``); the output layer is an :class:`OutputLinear` (float32 under autocast). ``nn.Linear``'s
+    default init; :class:`EBFlowPolicy` applies each network's own init.
+
+    Raises:
+        ValueError: unknown ``activation``.
+    """
+    check_activation(activation)
     layers: List[nn.Module] = []
     dim = in_dim
     for _ in range(2):
         layers.append(nn.Linear(dim, hidden))
         if layer_norm:
             layers.append(nn.LayerNorm(hidden))
-        layers.append(nn.ReLU())
+        layers.append(Swish(hidden) if activation == "swish" else nn.ReLU())
         if dropout > 0:
             layers.append(BitDropout(dropout))
         dim = hidden
@@ -172,31 +220,53 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layer_norm: bool = False, dropou
     return nn.Sequential(*layers)
 
 
-def _zero_last(net: nn.Sequential) -> nn.Sequential:
-    last = net[-1]
-    assert isinstance(last, nn.Linear)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+def _linears(net: nn.Sequential) -> List[nn.Linear]:
+    return [module for module in net if isinstance(module, nn.Linear)]
+
+
+def _init_sigma_net(net: nn.Sequential, activation: str) -> nn.Sequential:
+    """``swish``: every weight zero, biases as ``nn.Linear`` left them (reference ``MLP(init="zero")``);
+    ``relu``: only the output layer zero (weight and bias)."""
+    linears = _linears(net)
+    for layer in (linears if activation == "swish" else linears[-1:]):
+        nn.init.zeros_(layer.weight)
+        if activation == "relu":
+            nn.init.zeros_(layer.bias)
     return net
 
 
 class ShiftHeads(nn.Module):
     """The two learnable reward-shift heads ``b_1(s), b_2(s)``, each ``obs_dim -> hidden -> hidden -> 1``
-    (ReLU, no LayerNorm, no dropout; last layer zero-initialised), evaluated together with batched matmuls.
+    (no LayerNorm, no dropout), evaluated together with batched matmuls.
+
+    ``activation="swish"`` (the authors' ``MLP(init="zero")``): :class:`Swish` after each hidden layer (``betas``:
+    ``(num_heads, 1, hidden)`` per hidden layer, initialised to 1, one per unit of each head), every weight zero,
+    every bias ``nn.Linear``'s default ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``. ``"relu"``: ReLU, default init of the
+    hidden layers, output layer zero (weight and bias), no ``betas``.
 
     Mathematically two independent MLPs (paper Sec. 3.3); stacking their weights as ``(2, in, out)`` runs both
     in one ``baddbmm`` per layer instead of two ``addmm`` (fewer kernel launches, same FLOPs).
+
+    Raises:
+        ValueError: unknown ``activation``.
     """
 
-    def __init__(self, obs_dim: int, hidden: int = 256, num_heads: int = 2) -> None:
+    def __init__(self, obs_dim: int, hidden: int = 256, num_heads: int = 2, activation: str = "swish") -> None:
         super().__init__()
+        self.activation = check_activation(activation)
         dims = [(obs_dim, hidden), (hidden, hidden), (hidden, 1)]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
+        self.betas = nn.ParameterList()  # empty under relu: the state dict of the earlier network
         for i, (fan_in, fan_out) in enumerate(dims):
-            bound = 0.0 if i == len(dims) - 1 else 1.0 / math.sqrt(fan_in)  # nn.Linear's default init
-            self.weights.append(nn.Parameter(torch.empty(num_heads, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(num_heads, 1, fan_out).uniform_(-bound, bound)))
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default init
+            last = i == len(dims) - 1
+            w_bound = 0.0 if (last or activation == "swish") else bound
+            b_bound = 0.0 if (last and activation == "relu") else bound
+            self.weights.append(nn.Parameter(torch.empty(num_heads, fan_in, fan_out).uniform_(-w_bound, w_bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_heads, 1, fan_out).uniform_(-b_bound, b_bound)))
+            if activation == "swish" and not last:
+                self.betas.append(nn.Parameter(torch.ones(num_heads, 1, fan_out)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, obs_dim)`` -> ``(B, num_heads)``, float32 whatever the autocast dtype.
@@ -208,8 +278,10 @@ class ShiftHeads(nn.Module):
         """
         h = obs.unsqueeze(0).expand(self.weights[0].shape[0], -1, -1)
         last = len(self.weights) - 1  # indexing, not slicing: a ParameterList slice wraps its entries into new
-        for i in range(last):         # Parameters, which torch.compile cannot trace under torch.func.functional_call
-            h = torch.relu(torch.baddbmm(self.biases[i], h, self.weights[i]))
+        swish = len(self.betas) > 0   # Parameters, which torch.compile cannot trace under torch.func.functional_call
+        for i in range(last):
+            h = torch.baddbmm(self.biases[i], h, self.weights[i])
+            h = h * torch.sigmoid(self.betas[i].to(h.dtype) * h) if swish else torch.relu(h)
         w_out, b_out = self.weights[last], self.biases[last]  # (heads, hidden, 1), (heads, 1, 1)
         out = (h.float() * w_out.transpose(1, 2)).sum(-1) + b_out[:, :, 0]  # (heads, B)
         return out.transpose(0, 1)
@@ -230,17 +302,20 @@ class AdditiveCoupling(nn.Module):
     Args:
         mask: ``(d,)`` float tensor of 0/1; entries with 1 pass through and condition the shift.
         obs_dim: observation size; hidden: width of ``t``; dropout: dropout rate inside ``t``.
+        activation: ``swish`` (the authors' ``MLP(init="orthogonal")``: orthogonal weights, default biases) or
+            ``relu`` (this project's earlier network: orthogonal weights, zero biases).
     """
 
-    def __init__(self, mask: torch.Tensor, obs_dim: int, hidden: int = 64, dropout: float = 0.1) -> None:
+    def __init__(self, mask: torch.Tensor, obs_dim: int, hidden: int = 64, dropout: float = 0.1,
+                 activation: str = "swish") -> None:
         super().__init__()
         d = mask.numel()
         self.register_buffer("mask", mask.float())
-        self.net = mlp(d + obs_dim, hidden, d, layer_norm=True, dropout=dropout)
-        for module in self.net:
-            if isinstance(module, nn.Linear):
-                nn.init.orthogonal_(module.weight)
-                nn.init.zeros_(module.bias)
+        self.net = mlp(d + obs_dim, hidden, d, layer_norm=True, dropout=dropout, activation=activation)
+        for layer in _linears(self.net):
+            nn.init.orthogonal_(layer.weight)
+            if activation == "relu":
+                nn.init.zeros_(layer.bias)
 
     def dropout_sizes(self, batch_size: int) -> List[Tuple[BitDropout, int]]:
         """Each dropout layer of ``t`` in application order with its number of mask entries at ``batch_size``
@@ -291,17 +366,21 @@ class EBFlowPolicy(nn.Module):
         num_coupling_pairs: ``K`` pairs of couplings with masks ``m`` then ``1-m`` (2).
         dropout: dropout rate inside the couplings (0.1).
         shift_hidden: width of the two learnable reward-shift heads (256).
+        activation: ``swish`` (the authors' network, default) or ``relu`` (this project's earlier network); see
+            the module docstring.
 
     All methods take float32 tensors on the module's device; ``B`` is the batch size.
 
     Raises:
-        ValueError: a non-positive size, ``sigma_min >= sigma_max`` or a dropout outside ``[0, 1)``.
+        ValueError: a non-positive size, ``sigma_min >= sigma_max``, a dropout outside ``[0, 1)`` or an unknown
+            activation.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, sigma_max: float = -0.3, sigma_min: float = -5.0,
                  hidden: int = 64, num_coupling_pairs: int = 2, dropout: float = 0.1,
-                 shift_hidden: int = 256) -> None:
+                 shift_hidden: int = 256, activation: str = "swish") -> None:
         super().__init__()
+        check_activation(activation)
         for key, value in (("obs_dim", obs_dim), ("action_dim", action_dim), ("hidden", hidden),
                            ("shift_hidden", shift_hidden)):
             if value < 1:
@@ -314,14 +393,15 @@ class EBFlowPolicy(nn.Module):
             raise ValueError(f"dropout={dropout} is invalid: expected a value in [0, 1)")
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.sigma_max, self.sigma_min = float(sigma_max), float(sigma_min)
-        self.sigma_net = _zero_last(mlp(obs_dim, hidden, action_dim))
+        self.activation = activation
+        self.sigma_net = _init_sigma_net(mlp(obs_dim, hidden, action_dim, activation=activation), activation)
         mask = (torch.arange(action_dim) % 2 == 0).float()  # checkerboard [1, 0, 1, 0, ...]
         couplings = []
         for _ in range(num_coupling_pairs):
-            couplings.append(AdditiveCoupling(mask, obs_dim, hidden, dropout))
-            couplings.append(AdditiveCoupling(1.0 - mask, obs_dim, hidden, dropout))
+            couplings.append(AdditiveCoupling(mask, obs_dim, hidden, dropout, activation))
+            couplings.append(AdditiveCoupling(1.0 - mask, obs_dim, hidden, dropout, activation))
         self.couplings = nn.ModuleList(couplings)
-        self.shift_heads = ShiftHeads(obs_dim, shift_hidden)
+        self.shift_heads = ShiftHeads(obs_dim, shift_hidden, activation=activation)
         self.log_2pi_term = 0.5 * action_dim * math.log(2.0 * math.pi)
         self._dropout_plan: Optional[Tuple[int, List[Tuple[BitDropout, int]]]] = None  # predraw_dropout's cache
 

@@ -29,7 +29,7 @@ from meow_isaac.cpu_alloc import CHOICES as CPU_MALLOC_CHOICES, retain_freed_mem
 from meow_isaac.config import (ConfigError, TrainConfig, check_bool, check_distributed_env, check_int,
                                check_known_keys, did_you_mean, resolve_device, resolve_threads)
 from meow_isaac.distributed import broadcast_module, init_distributed, params_in_sync
-from meow_isaac.export import FORMATS, export_policy
+from meow_isaac.export import FORMATS, SUFFIXES, export_policy
 from meow_isaac.factory import make_task_env, resolve_sim
 from meow_isaac.logger import Logger
 from meow_isaac.trainer import Trainer, evaluate
@@ -296,13 +296,12 @@ def run(cfg: DictConfig, trainer_cls: Callable[..., Trainer] = Trainer) -> Dict[
     if dist_info.enabled:
         broadcast_module(agent)
         agent.world_size = dist_info.world_size
-    meta = checkpoint_meta(tcfg.algo, task_dict["name"], probe.obs_dim, probe.action_dim)
+    meta = checkpoint_meta(tcfg.algo, task_dict["name"], probe.obs_dim, probe.action_dim, tcfg.activation)
     if export:
         _load_agent(agent, checkpoint, device, meta)
         probe.close()
-        suffix = ".onnx" if export == "onnx" else ".pt"
         path = export_policy(agent.deterministic_actor(), agent.normalizer, probe.obs_dim,
-                             Path(checkpoint).with_suffix(suffix), export)
+                             Path(checkpoint).with_suffix(SUFFIXES[export]), export)
         print(f"[meow-isaac] exported the deterministic policy (normaliser included) to {path}")
         return {"export_path": str(path)}
     if cfg.test:

@@ -313,10 +313,10 @@ class Trainer:
 
     def run_meta(self) -> Dict[str, Any]:
         """The checkpoint ``meta`` block of this run: ``algo``, ``task`` (from the run config; None without one),
-        ``obs_dim``, ``action_dim``."""
+        ``obs_dim``, ``action_dim``, ``activation`` (MEow)."""
         task = self.config_dict.get("task")
         return checkpoint_meta(self.cfg.algo, task.get("name") if isinstance(task, dict) else None,
-                               self.env.obs_dim, self.env.action_dim)
+                               self.env.obs_dim, self.env.action_dim, self.cfg.activation)
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to continue: format version, meta, nets, target, normaliser, optimizer, RNG states,

@@ -56,6 +56,7 @@ CASES = {
     "unknown train key +": (["+train.bath_size=64"], {}, "train.bath_size=64"),
     "misspelt train key": (["train.bath_size=64"], {}, "train.bath_size=64"),
     "non-numeric alpha": (["train.alpha=abc"], {}, "train.alpha='abc'"),
+    "unknown activation": (["train.activation=gelu"], {}, "train.activation='gelu'; accepted: swish, relu"),
     "seed not a number": (["seed=abc"], {}, "seed='abc'"),
     "seed a float": (["seed=1.5"], {}, "seed=1.5"),
     "export without checkpoint": (["export=onnx"], {}, "export='onnx'"),

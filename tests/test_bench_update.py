@@ -14,7 +14,9 @@ def test_bench_update_prints_ratios_and_writes_json(tmp_path):
                            "--iters", "10", "--variants", "eager,eager_bf16", "--json", str(out_json)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (row,) = json.loads(out_json.read_text())["results"]
+    out = json.loads(out_json.read_text())
+    (row,) = out["results"]
+    assert out["meta"]["activation"] == "swish"  # the reference formulation pays for the authors' Swish too
     assert row["loss_rel_diff"] <= 1e-4 and row["bf16_loss_rel_diff"] < 0.05
     for variant in ("eager", "eager_bf16"):
         assert row[f"{variant}_ms"] > 0 and row[f"{variant}_ratio"] > 0

@@ -5,6 +5,7 @@ task code."""
 import errno
 import os
 import pickle
+import re
 import resource
 import shutil
 import subprocess
@@ -32,10 +33,10 @@ HOPPER = ["task=Hopper", "num_envs=4", "train.random_steps=10", "train.learning_
           "train.save_interval=10", "progress_bar=False", "torch_threads=1", "sim_threads=1", "experiment=full"]
 
 
-def _trainer(tmp_path, algo="meow", obs_dim=6, action_dim=2, task="Synthetic", iterations=20):
+def _trainer(tmp_path, algo="meow", obs_dim=6, action_dim=2, task="Synthetic", iterations=20, activation="swish"):
     cfg = TrainConfig(algo=algo, batch_size=16, replay_size_per_env=30, random_steps=5, learning_starts=5,
                       max_iterations=iterations, log_interval=10, eval_interval=0, save_interval=10**9,
-                      save_replay=True, units=[16, 16])
+                      save_replay=True, units=[16, 16], activation=activation)
     agent = make_agent(obs_dim, action_dim, CPU, cfg)
     return Trainer(SyntheticVecEnv(2, obs_dim, action_dim, 20), lambda: SyntheticVecEnv(1, obs_dim, action_dim, 20),
                    agent, cfg, tmp_path, None, "t", CPU, config_dict={"task": {"name": task}}, show_progress=False)
@@ -150,7 +151,8 @@ def test_file_size_limit_while_checkpointing_through_the_cli(hopper_runs, tmp_pa
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=small_files)
     assert proc.returncode == code, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "could not write checkpoint" in line]
-    assert errors and all(f"{ckpt.relative_to(tmp_path)} at iteration" in e and "[Errno 27] File too large" in e
+    named = re.compile(re.escape(str(ckpt.with_suffix(""))) + r"(_best)?\.pth at iteration")  # last, or best
+    assert errors and all(named.search(e) and "[Errno 27] File too large" in e  # if the return improved
                           and "previous checkpoint file is intact" in e for e in errors), proc.stderr
     if mode == "warn":  # every save failed (periodic at 30 and 40, best if better, final), training went on
         assert 3 <= len(errors) <= 4 and "done: iteration 40" in proc.stdout, proc.stdout + proc.stderr
@@ -165,7 +167,8 @@ def test_wrong_corrupt_and_newer_checkpoints_are_refused_before_anything_is_load
     source, path = trained
     state = torch.load(path, weights_only=True)
     assert state["format_version"] == FORMAT_VERSION
-    assert state["meta"] == {"algo": "meow", "task": "Synthetic", "obs_dim": 6, "action_dim": 2}
+    assert state["meta"] == {"algo": "meow", "task": "Synthetic", "obs_dim": 6, "action_dim": 2,
+                             "activation": "swish"}
 
     def refused(target, file, pattern):
         before = _snapshot(target)
@@ -200,18 +203,78 @@ def test_wrong_corrupt_and_newer_checkpoints_are_refused_before_anything_is_load
     assert _same(_snapshot(source), _snapshot(fresh))
 
 
-def test_version_1_checkpoints_still_load(trained, tmp_path):
-    """Unversioned files of the previous layout (NumPy RNG state as an array, no meta) load as version 1."""
+@pytest.fixture(scope="module")
+def trained_relu(tmp_path_factory):
+    """As :func:`trained` with ``train.activation=relu`` (the network of files written before that key)."""
+    trainer = _trainer(tmp_path_factory.mktemp("trained_relu"), activation="relu")
+    trainer.train()
+    return trainer, trainer.checkpoint_path("last")
+
+
+def test_version_1_checkpoints_still_load(trained_relu, tmp_path):
+    """Unversioned files of the previous layout (NumPy RNG state as an array, no meta; the ReLU network, as every
+    file of that time) load as version 1, with train.activation=relu."""
     import numpy as np
 
-    _, path = trained
+    _, path = trained_relu
     legacy = torch.load(path, weights_only=True)
     del legacy["format_version"], legacy["meta"]
     legacy["rng"]["numpy"] = np.random.get_state()
     torch.save(legacy, tmp_path / "v1.pth")
-    trainer = _trainer(tmp_path)
+    trainer = _trainer(tmp_path, activation="relu")
     trainer.load(tmp_path / "v1.pth")
     assert trainer.iteration == 20 and load_checkpoint(tmp_path / "v1.pth")["format_version"] == 1
+    with pytest.raises(CheckpointError, match=r"train.activation='swish'; accepted: 'relu'"):
+        _trainer(tmp_path).load(tmp_path / "v1.pth")
+
+
+def test_checkpoints_of_the_earlier_relu_network_load_with_train_activation_relu_or_are_refused(
+        trained, trained_relu, tmp_path):
+    """Files written before train.activation (ReLU network, meta without 'activation') load into a relu agent;
+    the default (swish) refuses them in one line naming the setting, and so does a swish file in a relu run."""
+    _, swish_path = trained
+    old, relu_path = trained_relu
+    assert not any("beta" in key for key in old.agent.state_dict())  # the earlier network's state dict
+    legacy = torch.load(relu_path, weights_only=True)
+    assert legacy["meta"].pop("activation") == "relu"
+    torch.save(legacy, tmp_path / "legacy.pth")
+    target = _trainer(tmp_path)
+    before = _snapshot(target)
+    refusal = (r"^invalid config: train.activation='swish'; accepted: 'relu', the network of checkpoint=.*legacy.pth "
+               r"\(written before train.activation existed\): add train.activation=relu$")
+    with pytest.raises(CheckpointError, match=refusal):
+        target.load(tmp_path / "legacy.pth")
+    assert _same(before, _snapshot(target))
+    relu = _trainer(tmp_path, activation="relu")
+    relu.load(tmp_path / "legacy.pth")
+    assert _same(_snapshot(old), _snapshot(relu))
+    with pytest.raises(CheckpointError, match=r"train.activation='relu'; accepted: 'swish', the network of "
+                                              r"checkpoint=.*: add train.activation=swish$"):
+        _trainer(tmp_path, activation="relu").load(swish_path)
+
+
+def test_an_earlier_relu_checkpoint_through_the_cli_is_one_line_or_plays_with_train_activation_relu(tmp_path):
+    root, cwd = tmp_path / "relu", os.getcwd()
+    root.mkdir()
+    os.chdir(root)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            run(compose("config", overrides=HOPPER + ["max_iterations=20", "train.activation=relu"]))
+    finally:
+        os.chdir(cwd)
+    legacy = torch.load(root / "runs/full/nn/full.pth", weights_only=True)
+    del legacy["meta"]["activation"]
+    path = tmp_path / "legacy.pth"
+    torch.save(legacy, path)
+    play = CLI + ["task=Hopper", "test=True", f"checkpoint={path}", "train.eval_envs=1", "torch_threads=1",
+                  "sim_threads=1"]
+    proc = subprocess.run(play, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [
+        f"error: invalid config: train.activation='swish'; accepted: 'relu', the network of checkpoint={path} "
+        "(written before train.activation existed): add train.activation=relu"], proc.stdout + proc.stderr
+    proc = subprocess.run(play + ["train.activation=relu"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "mean return" in proc.stdout.lower(), proc.stdout + proc.stderr
 
 
 class Payload:

@@ -58,7 +58,8 @@ def _assert_same_state(a: MEowAgent, b: MEowAgent) -> None:
     assert state_a.keys() == state_b.keys() and state_a
     for i in state_a:
         for key in ("step", "exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(state_a[i][key], state_b[i][key], rtol=1e-4, atol=1e-6)
+            # rtol 1e-3: the fused graph rounds the Swish gradients differently (seen: 3.4e-4 on 1 of 128 entries)
+            torch.testing.assert_close(state_a[i][key], state_b[i][key], rtol=1e-3, atol=1e-6)
 
 
 def test_fused_cpu_update_is_the_eager_update_with_adam_state_lr_changes_and_skips():
@@ -68,6 +69,8 @@ def test_fused_cpu_update_is_the_eager_update_with_adam_state_lr_changes_and_ski
     torch._dynamo.reset()
     eager, fused = _agent(dropout=0.1, compile=False), _agent(dropout=0.1, compile=True)
     assert fused._fused is not None and eager._fused is None
+    betas = [name for name in fused._fused.names if "beta" in name]  # the default Swish network: its learnable
+    assert len(betas) == 12 and fused.policy.activation == "swish"  # betas are in the flat buffer and the graph
     for step in range(2):
         _update_at_seed(eager, _batch(step), step)
         _update_at_seed(fused, _batch(step), step)
@@ -87,6 +90,9 @@ def test_fused_cpu_update_is_the_eager_update_with_adam_state_lr_changes_and_ski
     _assert_same_state(fused, eager)
     assert int(fused.optimizer_state_dict()["state"][0]["step"]) == 3
     assert fused._fused.active  # no fallback happened along the way
+    moved = [name for (name, p), p0 in zip(fused.policy.named_parameters(), _agent().policy.parameters())
+             if "beta" in name and not torch.equal(p, p0)]
+    assert moved == betas  # every beta was trained (and matched the eager update above)
 
 
 def test_fused_update_falls_back_to_the_unfused_path_when_compiling_fails(capsys):

@@ -100,11 +100,12 @@ def test_moving_the_agent_rebuilds_the_buffers_and_keeps_training_state():
     after = agent.optimizer_state_dict()
     assert torch.allclose(after["state"][0]["exp_avg"].float(), before["state"][0]["exp_avg"])
     params = dict(agent.policy.named_parameters())
-    weight = params["sigma_net.0.weight"].detach().clone()
+    weight = params["couplings.0.net.0.weight"].detach().clone()  # (the sigma net's zero-initialised first
+    # layer gets its first gradient only at the third update: the layers after it start at zero as well)
     batch = _batch(1)
     agent.update(batch._replace(**{k: getattr(batch, k).double() for k in ("obs", "action", "reward", "next_obs",
                                                                           "terminated")}))
-    assert not torch.equal(params["sigma_net.0.weight"], weight)  # the step reached the module's own parameters
+    assert not torch.equal(params["couplings.0.net.0.weight"], weight)  # the step reached the module's own parameters
 
 
 def _minflt_per_update(mode: str) -> float:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from meow_isaac.agents.meow import MEowAgent, meow_loss
-from meow_isaac.flows import ACTION_CLAMP, EBFlowPolicy
+from meow_isaac.config import ConfigError, TrainConfig
+from meow_isaac.flows import ACTION_CLAMP, EBFlowPolicy, Swish
 from meow_isaac.replay import Batch
 
 
@@ -178,14 +179,16 @@ def test_bit_dropout_compiled_with_predraw_uses_the_eager_mask_and_checks_its_si
         compiled(x)
 
 
-def test_obs_features_split_first_layers_compute_the_concatenated_input_networks():
+@pytest.mark.parametrize("activation", ["swish", "relu"])
+def test_obs_features_split_first_layers_compute_the_concatenated_input_networks(activation):
     """forward/inverse run the observation part of all first layers as one matmul (EBFlowPolicy.obs_features):
-    same values and same parameter gradients as each coupling network on cat(m*u, s), and no gradient w.r.t. s."""
+    same values and same parameter gradients (Swish betas included) as each coupling network on cat(m*u, s), and
+    no gradient w.r.t. s. In float64, so that the comparison is of functions, not of float32 rounding."""
     torch.manual_seed(0)
-    flow = EBFlowPolicy(obs_dim=7, action_dim=3, dropout=0.0)
+    flow = EBFlowPolicy(obs_dim=7, action_dim=3, dropout=0.0, activation=activation).double()
     for p in flow.parameters():  # non-zero output layers, so every path carries gradient
         torch.nn.init.normal_(p, std=0.3)
-    obs, action = torch.randn(9, 7), torch.rand(9, 3) * 1.8 - 0.9
+    obs, action = torch.randn(9, 7, dtype=torch.float64), torch.rand(9, 3, dtype=torch.float64) * 1.8 - 0.9
 
     def per_coupling_inverse():
         a = action.clamp(-ACTION_CLAMP, ACTION_CLAMP)
@@ -203,8 +206,9 @@ def test_obs_features_split_first_layers_compute_the_concatenated_input_networks
     grads_ref = torch.autograd.grad(z_ref.square().sum() + ls_ref.sum(), params)
     grads = torch.autograd.grad(z.square().sum() + ls.sum(), params)
     for g, g_ref in zip(grads, grads_ref):
-        torch.testing.assert_close(g, g_ref, rtol=1e-3, atol=1e-4)  # float rounding of the split sums
-    u = torch.randn(9, 3) * 0.5
+        torch.testing.assert_close(g, g_ref)
+    assert (activation == "swish") == any(name.endswith("beta") for name, _ in flow.named_parameters())
+    u = torch.randn(9, 3, dtype=torch.float64) * 0.5
     u_ref = torch.exp(flow.log_sigma(obs)) * u
     for layer in flow.couplings:
         u_ref = layer(u_ref, obs)
@@ -243,3 +247,90 @@ def test_generate_ignores_dropout_in_train_mode_and_act_leaves_the_mode_alone():
     agent.policy.train()
     agent.act(obs)
     assert agent.policy.training and all(m.training for m in agent.policy.modules())
+
+
+# ------------------------------------------------------------------------------------------- the authors' network
+def _swish_ref(x, beta):
+    return x * torch.sigmoid(beta * x)
+
+
+def test_default_network_is_the_authors_swish_network_with_their_init():
+    """ChienFeng-hub/meow nf/nets.py + init_Flow: Swish (beta (hidden,) = 1) after every hidden layer of the sigma
+    network, the couplings and both shift heads; sigma net and shift heads: all weights zero, biases nn.Linear's
+    default; couplings: orthogonal weights, default biases. 167,313 parameters at obs 11 / action 3 (spec §2)."""
+    torch.manual_seed(0)
+    flow = EBFlowPolicy(11, 3)
+    assert flow.activation == "swish"
+    assert sum(p.numel() for p in flow.parameters()) == 167_313
+    for net in [flow.sigma_net] + [c.net for c in flow.couplings]:
+        swishes = [m for m in net if isinstance(m, Swish)]
+        assert len(swishes) == 2 and not any(isinstance(m, torch.nn.ReLU) for m in net)
+        assert all(torch.equal(s.beta, torch.ones(64)) for s in swishes)
+    kinds = [type(m).__name__ for m in flow.couplings[0].net]  # the reference's order within a hidden layer
+    assert kinds[:4] == ["Linear", "LayerNorm", "Swish", "BitDropout"]
+    linears = [m for m in flow.sigma_net if isinstance(m, torch.nn.Linear)]
+    assert all(not m.weight.any() for m in linears)
+    for m in linears:  # default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in)), not zero
+        assert m.bias.abs().max() <= 1 / math.sqrt(m.in_features) and m.bias.abs().min() > 0
+    for coupling in flow.couplings:
+        for m in (m for m in coupling.net if isinstance(m, torch.nn.Linear)):
+            w = m.weight if m.weight.shape[0] <= m.weight.shape[1] else m.weight.T
+            torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-5, rtol=0)
+            assert m.bias.abs().max() <= 1 / math.sqrt(m.in_features) and m.bias.abs().min() > 0
+    heads = flow.shift_heads
+    assert all(not w.any() for w in heads.weights)
+    for w, b in zip(heads.weights, heads.biases):
+        assert b.abs().max() <= 1 / math.sqrt(w.shape[1]) and b.abs().min() > 0
+    assert [tuple(beta.shape) for beta in heads.betas] == [(2, 1, 256), (2, 1, 256)]
+    assert all(torch.equal(beta, torch.ones_like(beta)) for beta in heads.betas)
+    obs = torch.randn(5, 11)  # zero weights: sigma(s) and the shifts start as constants of the biases
+    torch.testing.assert_close(flow.log_sigma(obs), flow.log_sigma(obs[:1]).expand(5, 3))
+    torch.testing.assert_close(flow.reward_shifts(obs), heads.biases[2][:, 0, 0].expand(5, 2))
+
+
+def test_swish_shift_heads_and_mlps_compute_the_reference_formula_and_train_beta():
+    torch.manual_seed(0)
+    flow = _randomised_flow(4, 2, dropout=0.0)
+    with torch.no_grad():
+        for p in flow.parameters():
+            if p.dim() == 1 or p.shape[-2] == 1:  # betas and biases off their initial values
+                p.add_(torch.randn_like(p) * 0.3)
+    obs = torch.randn(6, 4)
+    heads = flow.shift_heads
+    for j in range(2):  # each head is its own reference MLP: Linear -> Swish(beta_j) -> Linear -> Swish -> Linear
+        h = obs
+        for i in range(2):
+            h = _swish_ref(h @ heads.weights[i][j] + heads.biases[i][j], heads.betas[i][j])
+        ref = h @ heads.weights[2][j] + heads.biases[2][j]
+        torch.testing.assert_close(heads(obs)[:, j], ref[:, 0])
+    net = flow.sigma_net
+    h = obs
+    for lin, act in ((net[0], net[1]), (net[2], net[3])):
+        h = _swish_ref(h @ lin.weight.T + lin.bias, act.beta)
+    torch.testing.assert_close(net(obs), h @ net[4].weight.T + net[4].bias)
+    q = flow.soft_q(obs, torch.rand(6, 2) * 1.8 - 0.9, 0.2)
+    betas = [p for name, p in flow.named_parameters() if "beta" in name]
+    assert len(betas) == 12 and all(g.abs().sum() > 0 for g in torch.autograd.grad(q.sum(), betas))
+
+
+def test_relu_switch_is_the_earlier_network():
+    torch.manual_seed(0)
+    flow = EBFlowPolicy(11, 3, activation="relu")
+    assert not [n for n, _ in flow.named_parameters() if "beta" in n]
+    assert sum(p.numel() for p in flow.parameters()) == 167_313 - (2 * 64 + 4 * 2 * 64 + 2 * 2 * 256)
+    assert not any(isinstance(m, Swish) for m in flow.modules())
+    assert flow.sigma_net[0].weight.any() and not flow.sigma_net[-1].weight.any() and not flow.sigma_net[-1].bias.any()
+    assert all(not m.bias.any() for c in flow.couplings for m in c.net if isinstance(m, torch.nn.Linear))
+    assert flow.shift_heads.weights[0].any() and not flow.shift_heads.weights[2].any()
+    assert not flow.shift_heads.biases[2].any()
+    obs = torch.randn(5, 11)
+    h = torch.relu(obs @ flow.sigma_net[0].weight.T + flow.sigma_net[0].bias)
+    torch.testing.assert_close(flow.sigma_net[:3](obs), flow.sigma_net[2](h))
+
+
+@pytest.mark.parametrize("bad", ["gelu", "Swish", ""])
+def test_unknown_activation_is_refused_naming_the_choices(bad):
+    with pytest.raises(ValueError, match=rf"activation={bad!r} is invalid; accepted: swish, relu"):
+        EBFlowPolicy(3, 2, activation=bad)
+    with pytest.raises(ConfigError, match=rf"^invalid config: train.activation={bad!r}; accepted: swish, relu$"):
+        TrainConfig(activation=bad).validate()

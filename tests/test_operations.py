@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,18 @@ def test_sigterm_checkpoints_exits_3_and_auto_resume_matches_uninterrupted(tmp_p
         (whole["iteration"], whole["updates"], whole["frames"])
 
 
-def test_export_matches_pytorch_policy(tmp_path, monkeypatch):
+LOAD_WITHOUT_THE_PROJECT = """
+import sys, torch
+sys.modules["meow_isaac"] = sys.modules["tasks"] = None  # any import of the project fails
+program = torch.export.load(sys.argv[1])
+torch.save([program.module()(obs) for obs in torch.load(sys.argv[2])], sys.argv[3])
+"""
+
+
+def test_export_matches_pytorch_policy(tmp_path, monkeypatch, capsys):
+    """export=pt2 (torch.export, loaded in a process that cannot import meow_isaac), export=onnx (dynamo exporter,
+    onnxruntime) and the legacy export=torchscript give the PyTorch policy's deterministic action to 1e-5, at the
+    traced batch size and at others (dynamic batch)."""
     ort = pytest.importorskip("onnxruntime")
     from meow_isaac.agents.meow import MEowAgent
     from meow_isaac.checkpoint import load_checkpoint
@@ -62,16 +74,36 @@ def test_export_matches_pytorch_policy(tmp_path, monkeypatch):
     agent = MEowAgent(11, 3, torch.device("cpu"), normalize_input=True)
     agent.load_state_dict(load_checkpoint(ckpt)["agent"])
     assert float(agent.normalizer.count) > 0  # the normaliser is non-trivial, so exporting it matters
-    obs = torch.randn(64, 11) * 3.0
-    expected = agent.act(obs, deterministic=True).numpy()
+    assert any("beta" in key for key in load_checkpoint(ckpt)["agent"])  # the default Swish network
+    batches = [torch.randn(64, 11) * 3.0, torch.randn(1, 11), torch.randn(2, 11)]
+    expected = [agent.act(obs, deterministic=True).numpy() for obs in batches]
+
+    pt2_path = Path(_run(["task=Hopper", f"checkpoint={ckpt}", "export=pt2"])["export_path"])
+    assert pt2_path == ckpt.with_suffix(".pt2")
+    torch.save(batches, tmp_path / "obs.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_THE_PROJECT, str(pt2_path), str(tmp_path / "obs.pt"),
+                           str(tmp_path / "pt2_out.pt")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for got, want in zip(torch.load(tmp_path / "pt2_out.pt"), expected):
+        np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-5, rtol=0)
 
     onnx_path = Path(_run(["task=Hopper", f"checkpoint={ckpt}", "export=onnx"])["export_path"])
     session = ort.InferenceSession(str(onnx_path))
-    np.testing.assert_allclose(session.run(None, {"obs": obs.numpy()})[0], expected, atol=1e-5, rtol=0)
+    assert [i.name for i in session.get_inputs()] == ["obs"] and [o.name for o in session.get_outputs()] == ["action"]
+    assert session.get_inputs()[0].shape == ["batch", 11]
+    for obs, want in zip(batches, expected):
+        np.testing.assert_allclose(session.run(None, {"obs": obs.numpy()})[0], want, atol=1e-5, rtol=0)
 
+    capsys.readouterr()
     ts_path = Path(_run(["task=Hopper", f"checkpoint={ckpt}", "export=torchscript"])["export_path"])
-    scripted = torch.jit.load(str(ts_path))
-    np.testing.assert_allclose(scripted(obs).detach().numpy(), expected, atol=1e-5, rtol=0)
+    assert "export=torchscript is legacy" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=DeprecationWarning)
+        scripted = torch.jit.load(str(ts_path))
+    for obs, want in zip(batches, expected):
+        np.testing.assert_allclose(scripted(obs).detach().numpy(), want, atol=1e-5, rtol=0)
 
 
 def test_multirun_gives_each_job_its_folder_and_config(tmp_path):

@@ -25,7 +25,7 @@ def make_agent(obs_dim: int, action_dim: int, device: torch.device, cfg: Any,
                          learning_rate=cfg.learning_rate, grad_norm=cfg.grad_norm, sigma_max=cfg.sigma_max,
                          sigma_min=cfg.sigma_min, normalize_input=cfg.normalize_input, two_pass=cfg.two_pass,
                          dropout=cfg.dropout, compile=cfg.compile, amp=cfg.amp,
-                         planned_updates=planned_updates)
+                         planned_updates=planned_updates, activation=cfg.activation)
     if cfg.algo == "sac":
         from meow_isaac.agents.sac import SACAgent
 

@@ -2,9 +2,9 @@
 tensors, which ``torch.compile`` turns into one graph: the compiled CPU update of :class:`MEowAgent`.
 
 The default compiled update (:mod:`meow_isaac.compile`) compiles the loss; its backward then runs through the
-autograd engine (52 ``AccumulateGrad`` nodes), and clipping, Adam and Polyak are eager calls with their own Python
-and dispatch cost. At batch 256 those costs are as large as the arithmetic on this project's CPU. Here the
-gradient comes from ``torch.func.grad_and_value`` with respect to the flat parameter buffer
+autograd engine (64 ``AccumulateGrad`` nodes; 52 with ``train.activation=relu``), and clipping, Adam and Polyak are
+eager calls with their own Python and dispatch cost. At batch 256 those costs are as large as the arithmetic on this
+project's CPU. Here the gradient comes from ``torch.func.grad_and_value`` with respect to the flat parameter buffer
 (:mod:`meow_isaac.flat`; ``torch.func.functional_call`` puts its views into the policy), and the optimizer step is
 written out, so inductor fuses the elementwise tail of the backward, the gradient norm, Adam and Polyak into a few
 C++ loops (``benchmarks/README.md`` has the measurement).

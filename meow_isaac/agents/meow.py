@@ -90,7 +90,8 @@ class MEowAgent(nn.Module):
         alpha: temperature; tau: Polyak rate; gamma: discount; learning_rate: Adam step size;
         grad_norm: max gradient norm (clip); sigma_max/sigma_min: flow prior bounds;
         normalize_input: use the running observation normaliser; two_pass: reference formulation (see
-        :func:`meow_loss`); dropout: coupling dropout.
+        :func:`meow_loss`); dropout: coupling dropout; activation: ``swish`` (the authors' network) or ``relu``
+        (this project's earlier network), ``train.activation`` (:class:`~meow_isaac.flows.EBFlowPolicy`).
         compile: ``auto`` | ``True`` | ``False`` (``train.compile``, :mod:`meow_isaac.compile`): compile the loss
             (forward and backward) and the acting path; ``auto`` = on CUDA (CUDA graphs), and on CPU when
             ``planned_updates`` reaches :data:`~meow_isaac.compile.CPU_AUTO_COMPILE_UPDATES`. On CPU the whole
@@ -101,14 +102,14 @@ class MEowAgent(nn.Module):
 
     Raises:
         ValueError: non-positive alpha/learning_rate/grad_norm, tau/gamma outside ``[0, 1]``, or an unknown
-            compile/amp value.
+            compile/amp/activation value.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, device: torch.device, alpha: float = 0.2,
                  tau: float = 0.005, gamma: float = 0.99, learning_rate: float = 1e-3, grad_norm: float = 30.0,
                  sigma_max: float = -0.3, sigma_min: float = -5.0, normalize_input: bool = False,
                  two_pass: bool = False, dropout: float = 0.1, compile: Any = "auto", amp: str = "none",
-                 planned_updates: Optional[int] = None) -> None:
+                 planned_updates: Optional[int] = None, activation: str = "swish") -> None:
         super().__init__()
         for key, value in (("alpha", alpha), ("learning_rate", learning_rate), ("grad_norm", grad_norm)):
             if not value > 0:
@@ -119,7 +120,8 @@ class MEowAgent(nn.Module):
         self.alpha, self.tau, self.gamma = float(alpha), float(tau), float(gamma)
         self.grad_norm, self.two_pass = float(grad_norm), bool(two_pass)
         self.world_size = 1  # > 1 under torchrun: gradients are averaged over ranks (meow_isaac.distributed)
-        self.policy = EBFlowPolicy(obs_dim, action_dim, sigma_max, sigma_min, dropout=dropout).to(device)
+        self.policy = EBFlowPolicy(obs_dim, action_dim, sigma_max, sigma_min, dropout=dropout,
+                                   activation=activation).to(device)
         self.target = copy.deepcopy(self.policy).requires_grad_(False).eval()
         self.normalizer = RunningObsNormalizer(obs_dim, enabled=normalize_input).to(device)
         self.learning_rate = float(learning_rate)
