@@ -200,7 +200,7 @@ def test_obs_features_split_first_layers_compute_the_concatenated_input_networks
 
     z_ref, ls_ref = per_coupling_inverse()
     z, ls, _ = flow.inverse(obs, action)
-    torch.testing.assert_close(z, z_ref)
+    torch.testing.assert_close(z, z_ref, rtol=1e-5, atol=1e-4)  # |z| ~ 25 near the clamp: float32 sums differ per CPU
     torch.testing.assert_close(ls, ls_ref)
     params = [p for name, p in flow.named_parameters() if not name.startswith("shift_heads")]
     grads_ref = torch.autograd.grad(z_ref.square().sum() + ls_ref.sum(), params)
