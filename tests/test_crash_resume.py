@@ -80,6 +80,18 @@ class Run:
         return (found.group(1), int(found.group(2))) if found else (None, 0)
 
 
+
+def _assert_each_resume_lost_at_most_one_save_interval(kills, final, nn):
+    """``kills``: (checkpoint the attempt started from, iteration it reached) per killed attempt; ``final`` the
+    run that finished. Each next attempt resumed from a real checkpoint (never a temp file) at a save point, at
+    most one save interval behind what the killed attempt had reached."""
+    starts = [start for start, _ in kills[1:]] + [final.started_at()]
+    print("kills (started at, reached):", kills, "final started at", final.started_at())
+    for (_, reached), (path, resumed_at) in zip(kills, starts):
+        assert path in (None, str(nn / "crash.pth"), "runs/crash/nn/crash.pth"), path  # never a temp file
+        assert resumed_at % SAVE == 0 and resumed_at <= reached, (resumed_at, reached)
+        assert reached - resumed_at <= SAVE, f"lost {reached - resumed_at} iterations > save interval {SAVE}"
+
 def test_sigkill_at_random_moments_then_auto_resume(tmp_path, monkeypatch):
     rng = random.Random(20240601)
     nn = tmp_path / "runs" / "crash" / "nn"
@@ -107,13 +119,7 @@ def test_sigkill_at_random_moments_then_auto_resume(tmp_path, monkeypatch):
     final = Run(tmp_path)
     assert final.proc.wait(timeout=300) == 0, final.text()
     final.reader.join(timeout=60)
-    starts = [start for start, _ in kills[1:]] + [final.started_at()]
-    print("kills (started at, reached):", kills, "final started at", final.started_at())
-
-    for (_, reached), (path, resumed_at) in zip(kills, starts):
-        assert path in (None, str(nn / "crash.pth"), "runs/crash/nn/crash.pth"), path  # never a temp file
-        assert resumed_at % SAVE == 0 and resumed_at <= reached, (resumed_at, reached)
-        assert reached - resumed_at <= SAVE, f"lost {reached - resumed_at} iterations > save interval {SAVE}"
+    _assert_each_resume_lost_at_most_one_save_interval(kills, final, nn)
     assert kills[-1][1] < TARGET, "the last kill came after the end: nothing left to resume"
     done = re.search(r"done: iteration (\d+), frames (\d+), updates (\d+)", final.text())
     monkeypatch.chdir(tmp_path)
@@ -195,12 +201,7 @@ def test_sigkill_under_torchrun_at_random_moments_then_auto_resume(tmp_path):
     final = TorchRun(tmp_path, 29575, "crash")
     assert final.proc.wait(timeout=400) == 0, final.text()
     final.reader.join(timeout=60)
-    starts = [start for start, _ in kills[1:]] + [final.started_at()]
-    print("kills (started at, reached):", kills, "final started at", final.started_at())
-    for (_, reached), (path, resumed_at) in zip(kills, starts):
-        assert path in (None, str(nn / "crash.pth"), "runs/crash/nn/crash.pth"), path  # never a temp file
-        assert resumed_at % SAVE == 0 and resumed_at <= reached, (resumed_at, reached)
-        assert reached - resumed_at <= SAVE, f"lost {reached - resumed_at} iterations > save interval {SAVE}"
+    _assert_each_resume_lost_at_most_one_save_interval(kills, final, nn)
     assert final.text().count("resumed from") == 2  # both ranks resumed from the same checkpoint
     whole = TorchRun(tmp_path, 29576, "whole")  # the same 2-rank run, uninterrupted
     assert whole.proc.wait(timeout=400) == 0, whole.text()
