@@ -87,30 +87,41 @@ def test_meow_trains_and_plays_through_the_rl_games_runner(fakes, rl_games_globa
     assert "rl_games play: mean return" in capsys.readouterr().out
 
 
+class CounterVecEnv:
+    """An rl_games ``IVecEnv``: obs = [t], done (a time-out) at ``t == done_at`` with a same-step reset, reward
+    ``reward(t)`` (default ``t - 2``: negative, zero and positive)."""
+
+    def __init__(self, num_actors, done_at=4, reward=lambda t: t - 2.0):
+        self.t = torch.zeros(num_actors, 1)
+        self.done_at, self.reward = done_at, reward
+        self.closed = 0
+
+    def get_env_info(self):
+        import gymnasium
+
+        return {"observation_space": gymnasium.spaces.Box(-1, 1, (1,)),
+                "action_space": gymnasium.spaces.Box(-1, 1, (2,))}
+
+    def reset(self):
+        self.t.zero_()
+        return {"obs": self.t.clone()}
+
+    def step(self, actions):
+        self.t += 1
+        reward = self.reward(self.t[:, 0])
+        done = self.t[:, 0] >= self.done_at
+        self.t[done] = 0
+        return {"obs": self.t.clone()}, reward, done.long(), {"time_outs": done}
+
+    def close(self):
+        self.closed += 1
+
+
 def test_generic_same_step_ivecenv_bootstraps_truncations_from_prev_obs():
     from meow_isaac.rl_games_bridge import RLGamesVecEnv
 
-    class Counter:  # obs = [t], time-out at t == 3 (same-step reset), no final observation
-        def __init__(self):
-            self.t = torch.zeros(2, 1)
-
-        def get_env_info(self):
-            import gymnasium
-
-            return {"observation_space": gymnasium.spaces.Box(-1, 1, (1,)),
-                    "action_space": gymnasium.spaces.Box(-1, 1, (2,))}
-
-        def reset(self):
-            self.t.zero_()
-            return {"obs": self.t.clone()}
-
-        def step(self, actions):
-            self.t += 1
-            done = self.t[:, 0] >= 3
-            self.t[done] = 0
-            return {"obs": self.t.clone()}, torch.ones(2), done.long(), {"time_outs": done}
-
-    env = RLGamesVecEnv(Counter(), torch.device("cpu"), 2)
+    # obs = [t], reward 1, time-out at t == 3 (same-step reset), no final observation
+    env = RLGamesVecEnv(CounterVecEnv(2, done_at=3, reward=torch.ones_like), torch.device("cpu"), 2)
     env.reset()
     outs = [env.step(torch.zeros(2, 2)) for _ in range(3)]
     last = outs[-1]
@@ -189,34 +200,6 @@ def test_reward_shaper_is_applied_as_rl_games_applies_it(shaper):
     assert reward_shaper({"reward_shaper": {"scale_value": 1.0}}) is None
     with pytest.raises(ValueError, match="scale"):
         reward_shaper({"reward_shaper": {"scale": 2.0}})
-
-
-class CounterVecEnv:
-    """An rl_games ``IVecEnv``: obs = [t], reward = t - 2 (negative, zero and positive), done at t == 4."""
-
-    def __init__(self, num_actors):
-        self.t = torch.zeros(num_actors, 1)
-        self.closed = 0
-
-    def get_env_info(self):
-        import gymnasium
-
-        return {"observation_space": gymnasium.spaces.Box(-1, 1, (1,)),
-                "action_space": gymnasium.spaces.Box(-1, 1, (2,))}
-
-    def reset(self):
-        self.t.zero_()
-        return {"obs": self.t.clone()}
-
-    def step(self, actions):
-        self.t += 1
-        reward = self.t[:, 0] - 2.0
-        done = self.t[:, 0] >= 4
-        self.t[done] = 0
-        return {"obs": self.t.clone()}, reward, done.long(), {"time_outs": done}
-
-    def close(self):
-        self.closed += 1
 
 
 def test_the_agent_trains_on_shaped_rewards_and_reports_raw_returns(rl_games_globals, tmp_path):
