@@ -103,6 +103,7 @@ class WarpPhysics:
 
     name = "mjwarp"
     dtype = torch.float32
+    masked_resets = True  # finished worlds are reset by mask on the device (no host read of ``done``)
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, device: Union[str, torch.device] = "cpu") -> None:
         self.wp, self.mjw = import_warp()

@@ -44,10 +44,13 @@ class CBatchPhysics:
     Engine interface (shared with ``meow_isaac.envs.mjwarp.WarpPhysics``): ``device``, ``dtype``,
     ``view(name)``, ``reset(ids)``, ``reset_mask(mask)``, ``forward(ids)``, ``forward_masked(mask)``,
     ``step(nstep, stage)``, ``post_constraint()``,
-    ``host_data(sim)``, ``close()``. State views are float64 CPU tensors sharing the batch's memory.
+    ``host_data(sim)``, ``close()``, ``masked_resets``. State views are float64 CPU tensors sharing the batch's
+    memory. ``masked_resets`` False: the env resets finished simulations by index after one host read of ``done``
+    (cheap on the CPU); an engine with True resets by mask on its device, without that read.
     """
 
     name = "mujoco"
+    masked_resets = False
     device = torch.device("cpu")
     dtype = torch.float64
 
@@ -211,7 +214,7 @@ class MujocoBatchEnv:
         self.progress = torch.zeros(n, dtype=torch.long, device=self.sim_device)
         self.episode_return_acc = torch.zeros(n, dtype=torch.float64, device=self.sim_device)
         self._all_ids = torch.arange(n, device=self.sim_device)
-        if self.sim != "mujoco":
+        if self.physics.masked_resets:
             # Sync-free partial reset for the NaN guard (meow_isaac/envs/guard.py, strategy 1).
             self.reset_envs = self._reset_envs
 
@@ -338,7 +341,7 @@ class MujocoBatchEnv:
         done = terminated | truncated
         ep_ret = torch.where(done, self.episode_return_acc, torch.zeros_like(self.episode_return_acc))
         ep_len = torch.where(done, self.progress, torch.zeros_like(self.progress))
-        if self.sim != "mujoco":  # device engine: no host read of ``done``
+        if self.physics.masked_resets:  # device engine: no host read of ``done``
             final_obs = obs.clone()
             self._reset_masked(done)
             obs = torch.where(done[:, None], self._observe().to(torch.float32), obs)
