@@ -67,9 +67,14 @@ def all_reduce_gradients(params: List[torch.nn.Parameter], world_size: int) -> N
         offset += n
 
 
+def world_size() -> int:
+    """Ranks of the torchrun process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """In-place sum over ranks (no-op when not distributed); returns ``tensor``."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if world_size() > 1:
         dist.all_reduce(tensor)
     return tensor
 

@@ -20,6 +20,7 @@ from meow_isaac.agents.base import Agent, NonFiniteUpdatesError
 from meow_isaac.checkpoint import (FORMAT_VERSION, CheckpointError, CheckpointWriteError, check_compatible,
                                    checkpoint_meta, load_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from meow_isaac.config import TrainConfig
+from meow_isaac.distributed import all_reduce_sum, world_size
 from meow_isaac.envs.contract import StepOut, VecEnv
 from meow_isaac.envs.guard import NonFiniteGuard
 from meow_isaac.logger import Logger
@@ -98,6 +99,7 @@ class Trainer:
         self.last_eval: Optional[float] = None
         self._last_eval_iteration = -1
         self.stop_requested = False  # set by signal handlers: checkpoint and leave the loop
+        self._write_error: Optional[str] = None  # torchrun + checkpoint_error=stop: rank 0's failed write
         self.stop_signal: Optional[int] = None  # the signal that stopped the run (passed on after the checkpoint)
         self.video_freq, self.video_len = 0, 1000  # capture_video_freq (vectorised steps; 0 = off), frames
         self._eval_env: Optional[VecEnv] = None
@@ -359,8 +361,8 @@ class Trainer:
                        f"{err.strerror or err}; " + ("the previous checkpoint file is intact" if Path(path).is_file()
                                                       else "no checkpoint file was written"))
             if getattr(self, "checkpoint_error", "warn") == "stop":
-                if _world_size() > 1:  # the line now (torchrun stops the other ranks as soon as one exits); every
-                    if getattr(self, "_write_error", None) is None:  # rank raises at this iteration's save point
+                if world_size() > 1:  # the line now (torchrun stops the other ranks as soon as one exits); every
+                    if self._write_error is None:  # rank raises at this iteration's save point
                         tqdm.write(f"error: {message}; stopped (checkpoint_error=stop)", file=sys.stderr)
                         self._write_error = message
                     return path
@@ -377,13 +379,12 @@ class Trainer:
         Raises:
             CheckpointWriteError: a rank failed a checkpoint write with ``checkpoint_error=stop``.
         """
-        if _world_size() <= 1:
+        if world_size() <= 1:
             return
         import torch.distributed as dist
 
-        error = getattr(self, "_write_error", None)
-        failed = torch.tensor([0.0 if error is None else 1.0], device=self.device)
-        dist.all_reduce(failed)
+        error = self._write_error
+        failed = all_reduce_sum(torch.tensor([0.0 if error is None else 1.0], device=self.device))
         if float(failed) == 0.0:  # one host read per save point, not per step
             return
         bar.close()
@@ -441,11 +442,6 @@ class Trainer:
             self.logger.close()
 
 
-def _world_size() -> int:
-    """Ranks of the torchrun process group (1 without one)."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _check_optimizer_shapes(agent: Any) -> None:
