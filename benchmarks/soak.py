@@ -15,14 +15,15 @@ a verdict, "memory flat" or "memory GROWING" (threshold: the smaller of ``--flat
 warm-up RSS, for the fitted growth over the second half).
 
 The replay buffer is preallocated with ``torch.empty``: its pages become resident only when first written, so RSS
-climbs by one row per env and step until each env's ring has been written through once. The soak therefore sets
-``train.replay_size_per_env=--replay-slots`` (default 5000: Hopper's ``learning_starts``, so the ring is full when
-updates start), and warm-up ends at the first sample with iteration >= max(random_steps, learning_starts,
+climbs by one row per env and step until each env's ring has been written through once. By default the soak runs the
+main job as users run it (``task=Humanoid``, the train config's replay size: 15,000 slots per env, written through
+after 15,000 iterations); ``--replay-slots N`` sets ``train.replay_size_per_env=N`` instead (e.g. 5000 for Hopper,
+whose own 1,000,000 slots take hours to write through). Warm-up ends at the first sample with iteration >= max(random_steps, learning_starts,
 replay_size_per_env + 1, eval_interval, save_interval) + log_interval: ring written through, updates running, the
-evaluation env built, one checkpoint written. ``--replay-slots 0`` keeps the train config's replay size; the summary
-then says how much of the RSS growth is the replay's first touch.
+evaluation env built, one checkpoint written. If the ring was not written through by the end, the summary says how
+much of it was never touched.
 
-    python benchmarks/soak.py --minutes 60 [--task Hopper] [--num-envs N] [--interval 10]
+    python benchmarks/soak.py --minutes 60 [--task Humanoid] [--replay-slots 0] [--num-envs N] [--interval 10]
         [--out benchmarks/results/soak] [-- <extra runner overrides>]
 """
 
@@ -293,11 +294,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      epilog="Arguments after '--' are passed to runner.py as hydra overrides.")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time after the first progress")
-    parser.add_argument("--task", default="Hopper")
+    parser.add_argument("--task", default="Humanoid", help="the main job by default")
     parser.add_argument("--num-envs", type=int, default=None, help="num_envs (default: the task's)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--replay-slots", type=int, default=5000,
-                        help="train.replay_size_per_env (0: the train config's own)")
+    parser.add_argument("--replay-slots", type=int, default=0,
+                        help="train.replay_size_per_env (default 0: the train config's own)")
     parser.add_argument("--torch-threads", default="1")
     parser.add_argument("--sim-threads", default="1")
     parser.add_argument("--flat-mib", type=float, default=20.0, help="flat if 2nd-half growth < this ...")

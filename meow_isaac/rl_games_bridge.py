@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import torch
 
 from meow_isaac.agents import make_agent
-from meow_isaac.checkpoint import load_checkpoint
+from meow_isaac.checkpoint import check_compatible, checkpoint_meta, load_checkpoint
 from meow_isaac.config import TrainConfig
 from meow_isaac.envs.contract import StepOut
 from meow_isaac.envs.isaac_common import EpisodeAccumulator, next_step_out
@@ -308,13 +308,23 @@ class MEowRLGamesPlayer:
         config = params["config"]
         self.device = _device(config)
         self.env = _ScriptEnv(make_env(config, self.device), None)
-        self.agent = make_agent(self.env.obs_dim, self.env.action_dim, self.device, train_config(config))
+        self.tcfg = train_config(config)
+        self.agent = make_agent(self.env.obs_dim, self.env.action_dim, self.device, self.tcfg)
         self.model = _RLGamesModel(getattr(self.agent, "policy", None) or self.agent.actor)
         self.last_returns: Optional[torch.Tensor] = None
 
     def restore(self, fn: str) -> None:
-        """Load the policy (and normaliser) of a meow-isaac checkpoint."""
-        self.agent.load_state_dict(load_checkpoint(fn, map_location=self.device)["agent"])
+        """Load the policy (and normaliser) of a meow-isaac checkpoint.
+
+        Raises:
+            FileNotFoundError, CheckpointError: as :meth:`Trainer.load` (``meow_isaac/checkpoint.py``): a file of
+                another algorithm, env size or network (``train.activation``) is refused in one line, before
+                anything is loaded.
+        """
+        state = load_checkpoint(fn, map_location=self.device)
+        meta = checkpoint_meta(self.tcfg.algo, None, self.env.obs_dim, self.env.action_dim, self.tcfg.activation)
+        check_compatible(state, fn, meta, self.agent.state_dict())
+        self.agent.load_state_dict(state["agent"])
 
     def run(self) -> torch.Tensor:
         """One deterministic episode per env; prints and returns the ``(N,)`` returns."""

@@ -336,6 +336,7 @@ class Trainer:
         generator = getattr(self.env, "generator", None)
         if isinstance(generator, torch.Generator):
             state["env_rng"] = generator.get_state()
+            state["env_rng_device"] = generator.device.type  # CPU (mt19937) and CUDA (Philox) states differ in size
         if self.cfg.save_replay:
             state["replay"] = self.replay.state_dict()
         return state
@@ -408,6 +409,13 @@ class Trainer:
         check_compatible(state, path, self.run_meta(), self.agent.state_dict(), self.replay.state_dict())
         generator = getattr(self.env, "generator", None)
         env_rng = state.get("env_rng") if isinstance(generator, torch.Generator) else None
+        saved_on = state.get("env_rng_device")
+        if env_rng is not None and saved_on is not None and saved_on != generator.device.type:
+            # A run moved between device kinds (e.g. a CUDA checkpoint resumed on the CPU): the env's generator
+            # state cannot carry over, so the env's random stream continues from this run's seed.
+            print(f"[meow-isaac] checkpoint={path}: the env's random generator was on {saved_on}, this run's is on "
+                  f"{generator.device.type}: its state is not restored (the env's stream restarts from the seed)")
+            env_rng = None
         if env_rng is not None and (not isinstance(env_rng, torch.Tensor) or env_rng.dtype != torch.uint8
                                     or env_rng.shape != generator.get_state().shape):
             raise CheckpointError(f"invalid config: checkpoint={str(path)!r}: env_rng: expected a tensor of shape "

@@ -353,3 +353,26 @@ def test_tensorboard_write_error_is_one_line_and_training_logs_go_on(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: TensorBoard could not write to ") and "No space left" in err[0]
     assert logger.writer is None
+
+
+def test_env_rng_of_another_device_kind_is_not_restored_and_a_wrong_one_is_refused(trained, tmp_path, capsys):
+    """A CUDA run's env generator state (Philox, 16 bytes) cannot seed a CPU generator (mt19937, 5056 bytes): a
+    checkpoint saved on CUDA resumes on the CPU with one line and the env's stream from the seed; a state of the
+    wrong shape saved by a generator of the same device kind is still refused."""
+    _, path = trained
+    state = torch.load(path, weights_only=True)
+    assert state["env_rng_device"] == "cpu" and state["env_rng"].shape == torch.Generator().get_state().shape
+    state["env_rng"], state["env_rng_device"] = torch.zeros(16, dtype=torch.uint8), "cuda"
+    moved = tmp_path / "from_cuda.pth"
+    torch.save(state, moved)
+    trainer = _trainer(tmp_path / "cpu")
+    seeded = trainer.env.generator.get_state().clone()
+    trainer.load(moved)
+    assert trainer.iteration == 20 and torch.equal(trainer.env.generator.get_state(), seeded)
+    assert "random generator was on cuda, this run's is on cpu: its state is not restored" in capsys.readouterr().out
+    state["env_rng_device"] = "cpu"
+    torch.save(state, moved)
+    fresh = _trainer(tmp_path / "cpu2")
+    with pytest.raises(CheckpointError, match=r"env_rng: expected a tensor of shape \(5056,\)"):
+        fresh.load(moved)
+    assert fresh.iteration == 0

@@ -6,6 +6,7 @@ The env is registered exactly as ``isaacgymenvs/train.py`` does (``env_configura
 ``rlgames_train.py`` does (``env_creator`` returns the script's ``VecEnvRLGames``) around the fake OIGE one.
 """
 
+import copy
 import math
 
 import pytest
@@ -266,3 +267,29 @@ def test_under_omniverse_isaac_gym_the_env_is_closed_once_by_rlgames_train(fakes
     assert closes == []
     env.close()  # rlgames_train.py, after runner.run
     assert closes == [1]
+
+
+def test_playing_a_checkpoint_of_the_other_network_is_one_line(fakes, rl_games_globals, tmp_path):
+    """A checkpoint of the ReLU network (``activation: relu``) played with the default (Swish) config is refused
+    with the one-line ``train.activation`` error before anything is loaded (not a missing-``beta`` KeyError);
+    with ``activation: relu`` it plays."""
+    from rl_games.torch_runner import Runner
+
+    from meow_isaac.checkpoint import CheckpointError
+    from meow_isaac.rl_games_bridge import register_meow
+
+    swish = ant_meow_config(tmp_path, max_iterations=15)  # AntMEow.yaml sets no activation: the default
+    relu = copy.deepcopy(swish)
+    relu["params"]["config"]["activation"] = "relu"
+    register_ige_style_env(num_envs=4)
+    runner = Runner()
+    register_meow(runner)
+    runner.load(relu)
+    runner.run({"train": True, "play": False, "checkpoint": "", "sigma": None})
+    checkpoint = tmp_path / "runs" / "AntMEow" / "nn" / "AntMEow.pth"
+    runner.load(swish)
+    with pytest.raises(CheckpointError, match=r"train.activation='swish'; accepted: 'relu'") as err:
+        runner.run({"train": False, "play": True, "checkpoint": str(checkpoint), "sigma": None})
+    assert "\n" not in str(err.value)
+    runner.load(relu)
+    runner.run({"train": False, "play": True, "checkpoint": str(checkpoint), "sigma": None})
