@@ -3,8 +3,9 @@
 Format (``FORMAT_VERSION`` 2): a dict of tensors and plain containers only, so that it loads with
 ``torch.load(weights_only=True)`` (no pickled code): ``format_version``, ``meta`` (``algo``, ``task``, ``obs_dim``,
 ``action_dim``, and for MEow ``activation``), ``agent``, ``optimizer``, ``counters``, ``rng``, ``config`` and
-optionally ``env_rng`` (the env's ``torch.Generator`` state) with ``env_rng_device`` (its device type; a run
-resumed on another device kind does not restore it) and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy
+optionally ``env_rng`` and ``env_rng_masked`` (the states of the env's ``torch.Generator`` s ``generator`` and
+``masked_generator``) with ``env_rng_device`` (their device type; a run resumed on another device kind does not
+restore them) and ``replay``. Files without ``format_version`` are read as version 1 (same structure, NumPy
 RNG state as an array).
 """
 

@@ -11,7 +11,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -25,6 +25,9 @@ from meow_isaac.envs.contract import StepOut, VecEnv
 from meow_isaac.envs.guard import NonFiniteGuard
 from meow_isaac.logger import Logger
 from meow_isaac.replay import ReplayBuffer
+
+# the env's random generators the checkpoint keeps: (checkpoint key, env attribute)
+ENV_GENERATORS = (("env_rng", "generator"), ("env_rng_masked", "masked_generator"))
 
 
 class EpisodeStats:
@@ -333,9 +336,8 @@ class Trainer:
             "rng": rng_state(),
             "config": self.config_dict,
         }
-        generator = getattr(self.env, "generator", None)
-        if isinstance(generator, torch.Generator):
-            state["env_rng"] = generator.get_state()
+        for key, generator in self._env_generators().items():
+            state[key] = generator.get_state()
             state["env_rng_device"] = generator.device.type  # CPU (mt19937) and CUDA (Philox) states differ in size
         if self.cfg.save_replay:
             state["replay"] = self.replay.state_dict()
@@ -394,6 +396,42 @@ class Trainer:
         raise CheckpointWriteError(error or f"rank {dist.get_rank()}: stopped at iteration {self.iteration}: rank 0 "
                                    "could not write a checkpoint (checkpoint_error=stop)", quiet=True)
 
+    def _env_generators(self) -> Dict[str, torch.Generator]:
+        """The env's ``torch.Generator`` s by checkpoint key: ``env_rng`` (``env.generator``) and, for the embedded
+        engines, ``env_rng_masked`` (``env.masked_generator``, the stream of the resets by mask)."""
+        found = {key: getattr(self.env, name, None) for key, name in ENV_GENERATORS}
+        return {key: g for key, g in found.items() if isinstance(g, torch.Generator)}
+
+    def _checked_env_rngs(self, state: Mapping[str, Any], path: Path) -> List[Tuple[torch.Generator, torch.Tensor]]:
+        """``(generator, saved state)`` pairs to restore, checked (nothing is assigned here).
+
+        A checkpoint of another device kind (e.g. CUDA, resumed on the CPU: a Philox state of 16 bytes cannot
+        seed an mt19937 generator) restores none of them and says so in one line: the env's streams restart
+        from this run's seed.
+
+        Raises:
+            CheckpointError: a saved state that does not fit this env's generator.
+        """
+        generators = self._env_generators()
+        saved_on = state.get("env_rng_device")
+        if generators and saved_on is not None and any(g.device.type != saved_on for g in generators.values()):
+            print(f"[meow-isaac] checkpoint={path}: the env's random generator was on {saved_on}, this run's is on "
+                  f"{next(iter(generators.values())).device.type}: its state is not restored (the env's stream "
+                  "restarts from the seed)")
+            return []
+        pairs = []
+        for key, generator in generators.items():
+            saved = state.get(key)
+            if saved is None:
+                continue
+            if (not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8
+                    or saved.shape != generator.get_state().shape):
+                raise CheckpointError(f"invalid config: checkpoint={str(path)!r}: {key}: expected a tensor of shape "
+                                      f"{tuple(generator.get_state().shape)}, found {saved!r:.80}; accepted: a "
+                                      "checkpoint of the same task")
+            pairs.append((generator, saved))
+        return pairs
+
     def load(self, path: Path) -> None:
         """Resume from a checkpoint written by :meth:`save` (counters, nets, optimizer, RNG, replay if saved).
 
@@ -407,20 +445,7 @@ class Trainer:
         """
         state = load_checkpoint(path, map_location=self.device)
         check_compatible(state, path, self.run_meta(), self.agent.state_dict(), self.replay.state_dict())
-        generator = getattr(self.env, "generator", None)
-        env_rng = state.get("env_rng") if isinstance(generator, torch.Generator) else None
-        saved_on = state.get("env_rng_device")
-        if env_rng is not None and saved_on is not None and saved_on != generator.device.type:
-            # A run moved between device kinds (e.g. a CUDA checkpoint resumed on the CPU): the env's generator
-            # state cannot carry over, so the env's random stream continues from this run's seed.
-            print(f"[meow-isaac] checkpoint={path}: the env's random generator was on {saved_on}, this run's is on "
-                  f"{generator.device.type}: its state is not restored (the env's stream restarts from the seed)")
-            env_rng = None
-        if env_rng is not None and (not isinstance(env_rng, torch.Tensor) or env_rng.dtype != torch.uint8
-                                    or env_rng.shape != generator.get_state().shape):
-            raise CheckpointError(f"invalid config: checkpoint={str(path)!r}: env_rng: expected a tensor of shape "
-                                  f"{tuple(generator.get_state().shape)}, found {env_rng!r:.80}; accepted: a "
-                                  "checkpoint of the same task")
+        env_rngs = self._checked_env_rngs(state, path)
         before = copy.deepcopy((self.agent.state_dict(), self.agent.optimizer_state_dict()))
         try:
             self.agent.load_state_dict(state["agent"])
@@ -436,7 +461,7 @@ class Trainer:
         self.iteration, self.updates = int(counters["iteration"]), int(counters["updates"])
         self.best_return = float(counters["best_return"])
         set_rng_state(state["rng"])
-        if env_rng is not None:
+        for generator, env_rng in env_rngs:
             generator.set_state(env_rng.cpu())
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])

@@ -376,3 +376,32 @@ def test_env_rng_of_another_device_kind_is_not_restored_and_a_wrong_one_is_refus
     with pytest.raises(CheckpointError, match=r"env_rng: expected a tensor of shape \(5056,\)"):
         fresh.load(moved)
     assert fresh.iteration == 0
+
+
+def test_both_env_generators_of_an_embedded_env_are_checkpointed(tmp_path):
+    """The embedded env draws resets by index from ``generator`` and resets by mask (the device engines' auto-reset,
+    the NaN guard's ``reset_envs``) from ``masked_generator``: both are saved and restored, so a resumed run
+    draws the same reset noise as the uninterrupted one."""
+    import tasks
+
+    def trainer(folder):
+        env = tasks.make_env("InvertedPendulum", {}, num_envs=3, seed=5, device="cpu", num_threads=1)
+        cfg = TrainConfig(batch_size=8, replay_size_per_env=30, random_steps=5, learning_starts=5, max_iterations=10,
+                          log_interval=10, eval_interval=0, save_interval=10**9, units=[16, 16])
+        return Trainer(env, None, make_agent(env.obs_dim, env.action_dim, CPU, cfg), cfg, folder, None, "t", CPU,
+                       config_dict={"task": {"name": "InvertedPendulum"}}, show_progress=False)
+
+    first, mask = trainer(tmp_path / "a"), torch.tensor([True, False, True])
+    first.env.reset()
+    first.env._reset_masked(mask)  # advances masked_generator only
+    state = first.state_dict()
+    assert not torch.equal(state["env_rng_masked"], trainer(tmp_path / "x").env.masked_generator.get_state())
+    path = tmp_path / "t.pth"
+    torch.save(state, path)
+    second = trainer(tmp_path / "b")
+    second.load(path)
+    for name in ("generator", "masked_generator"):
+        assert torch.equal(getattr(second.env, name).get_state(), getattr(first.env, name).get_state()), name
+    first.env._reset_masked(mask), second.env._reset_masked(mask)
+    assert torch.equal(first.env.qpos[mask], second.env.qpos[mask])  # the reset rows (the sim state is not saved)
+    assert not torch.equal(first.env.qpos[0], first.env.qpos[2])

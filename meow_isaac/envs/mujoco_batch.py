@@ -203,9 +203,10 @@ class MujocoBatchEnv:
         self.dtype: torch.dtype = self.physics.dtype  #: float dtype of the state views and task math
         self.float_kw = dict(dtype=self.dtype, device=self.sim_device)  #: ``torch.zeros(..., **float_kw)``
         self.generator = torch.Generator(device=self.sim_device).manual_seed(int(seed))
-        # the sync-free auto-reset (device engines) draws noise for all N envs every step: its own stream, so
-        # that resets by index (reset(), _reset_ids) draw what the C engine draws from the same seed
-        self._masked_generator = torch.Generator(device=self.sim_device).manual_seed(int(seed) + 7919)
+        # the sync-free auto-reset (device engines) and the NaN guard's reset_envs draw noise for all N envs: their
+        # own stream, so that resets by index (reset(), _reset_ids) draw what the C engine draws from the same
+        # seed. Both generators are checkpointed (Trainer.state_dict: env_rng, env_rng_masked).
+        self.masked_generator = torch.Generator(device=self.sim_device).manual_seed(int(seed) + 7919)
         self._views: Dict[str, torch.Tensor] = {}
         self.qpos = self.view("qpos")
         self.qvel = self.view("qvel")
@@ -294,11 +295,11 @@ class MujocoBatchEnv:
         keep_views = {name: v.clone() for name, v in self._views.items()}
         keep_task = {k: v.clone() for k, v in self._task_tensors().items()}
         self.physics.reset_mask(mask)
-        self.generator, self._masked_generator = self._masked_generator, self.generator
+        self.generator, self.masked_generator = self.masked_generator, self.generator
         try:
             self._reset_state(self._all_ids)
         finally:
-            self.generator, self._masked_generator = self._masked_generator, self.generator
+            self.generator, self.masked_generator = self.masked_generator, self.generator
         self.physics.forward_masked(mask)  # skipped on the device when no env is done
         for name, v in self._views.items():
             v.copy_(torch.where(mask.view((-1,) + (1,) * (v.dim() - 1)), v, keep_views[name]))
