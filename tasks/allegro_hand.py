@@ -193,11 +193,15 @@ class AllegroHand(MujocoBatchEnv):
         quat = self.qpos[:, a + 3:a + 7]
         return self.qpos[:, a:a + 3], quat, self.qvel[:, b:b + 3], quat_rotate(quat, self.qvel[:, b + 3:b + 6])
 
-    def _sample_goals(self, ids: torch.Tensor) -> None:
-        """New goal orientations for envs ``ids`` (section 5.5) and their visual goal cubes."""
+    def _sample_goals(self, ids: torch.Tensor, where: Union[torch.Tensor, None] = None) -> None:
+        """New goal orientations for envs ``ids`` (section 5.5) and their visual goal cubes; with ``where``
+        ``(len(ids),)`` bool only in those rows (the others keep theirs), without a host read."""
         u = self.uniform(-1.0, 1.0, (len(ids), 2))
-        self.goal_rot[ids] = random_goal_rotation(u[:, 0], u[:, 1])
-        self.mocap_quat[ids, 0] = self.goal_rot[ids]
+        rot = random_goal_rotation(u[:, 0], u[:, 1])
+        if where is not None:
+            rot = torch.where(where[:, None], rot, self.goal_rot[ids])
+        self.goal_rot[ids] = rot
+        self.mocap_quat[ids, 0] = rot
 
     # ------------------------------------------------------------------ task hooks
     def _reset_state(self, ids: torch.Tensor) -> None:
@@ -280,13 +284,16 @@ class AllegroHand(MujocoBatchEnv):
         if cfg.maxConsecutiveSuccesses > 0:
             reward = torch.where(timeout, reward + 0.5 * cfg.fallPenalty, reward)
         done = terminated | timeout
-        num_done = done.sum()
-        if bool(num_done > 0):
-            finished = (self.successes * done).sum() / num_done
-            self.consecutive_successes = (cfg.averFactor * finished
-                                          + (1.0 - cfg.averFactor) * self.consecutive_successes)
+        num_done = done.sum()  # the running average moves only on steps where episodes end (no host read)
+        finished = (self.successes * done).sum() / num_done.clamp(min=1)
+        self.consecutive_successes = torch.where(
+            num_done > 0, cfg.averFactor * finished + (1.0 - cfg.averFactor) * self.consecutive_successes,
+            self.consecutive_successes)
         new_goal = success & ~done
-        if bool(new_goal.any()):
+        if self.physics.masked_resets:  # device engine: drawn for all envs, kept where a goal was reached
+            with self.masked_stream():
+                self._sample_goals(self._all_ids, where=new_goal)
+        elif bool(new_goal.any()):
             self._sample_goals(new_goal.nonzero().squeeze(1))
         self._obs_cache = self._compute_obs()
         return reward, terminated

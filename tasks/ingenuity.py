@@ -102,11 +102,14 @@ class Ingenuity(MujocoBatchEnv):
         quat = self.qpos[:, 3:7]
         return self.qpos[:, 0:3], quat, self.qvel[:, 0:3], quat_rotate(quat, self.qvel[:, 3:6])
 
-    def _set_targets(self, ids: torch.Tensor) -> None:
-        """Section 7.4: new goals ``x, y ~ U(-1, 1)``, ``z ~ U(1, 2)`` [m] for envs ``ids``."""
-        self.targets[ids] = sample_uniform(self.generator, self.target_low, self.target_high, len(ids),
-                                           dtype=self.dtype)
-        self.mocap_pos[ids, 0] = self.targets[ids]
+    def _set_targets(self, ids: torch.Tensor, where: Optional[torch.Tensor] = None) -> None:
+        """Section 7.4: new goals ``x, y ~ U(-1, 1)``, ``z ~ U(1, 2)`` [m] for envs ``ids``; with ``where``
+        ``(len(ids),)`` bool only in those rows (the others keep theirs), without a host read."""
+        new = sample_uniform(self.generator, self.target_low, self.target_high, len(ids), dtype=self.dtype)
+        if where is not None:
+            new = torch.where(where[:, None], new, self.targets[ids])
+        self.targets[ids] = new
+        self.mocap_pos[ids, 0] = new
 
     # ------------------------------------------------------------------ task hooks
     def _reset_state(self, ids: torch.Tensor) -> None:
@@ -120,7 +123,10 @@ class Ingenuity(MujocoBatchEnv):
     def _apply_action(self, action: torch.Tensor) -> None:
         """Goal re-sampling every 500 steps, then section 7.2 thrusts -> world forces at the rotor bodies."""
         due = (self.progress % TARGET_PERIOD == 0) & (self.progress > 0)  # progress 0: sampled at reset
-        if bool(due.any()):
+        if self.physics.masked_resets:  # device engine: drawn for all envs, kept where due (no host read)
+            with self.masked_stream():
+                self._set_targets(self._all_ids, where=due)
+        elif bool(due.any()):
             self._set_targets(due.nonzero().squeeze(1))
         a = action.to(self.dtype).view(-1, 2, 3)
         fz = THRUST_DT * torch.clamp(a[:, :, 2] * THRUST_LIMIT, -THRUST_LIMIT, THRUST_LIMIT)  # (N, 2)

@@ -167,7 +167,7 @@ def test_nan_from_physics_is_contained():
     env.close(), twin.close()
 
 
-@pytest.mark.parametrize("task", ["Ant", "MujocoHumanoid", "Anymal", "FrankaCabinet"])
+@pytest.mark.parametrize("task", ["Ant", "MujocoHumanoid", "Anymal", "FrankaCabinet", "AllegroHand", "Ingenuity"])
 def test_step_reads_nothing_on_the_host(task, monkeypatch):
     """``step`` (task hooks, auto-reset included) makes no host read of a tensor value, so on CUDA it queues work
     without waiting for the GPU. The engine's own calls are not counted: on warp's CPU device they read their
@@ -204,6 +204,33 @@ def test_step_reads_nothing_on_the_host(task, monkeypatch):
     if task in ("Ant", "MujocoHumanoid"):
         assert int(dones) >= N  # the sync-free auto-reset ran
     env.close()
+
+
+@pytest.mark.parametrize("sim", ["mujoco", "mjwarp"])
+def test_goals_are_resampled_only_where_due(sim):
+    """Ingenuity's goal every 500 steps and AllegroHand's goal on a success change in those envs only: by index
+    after a host read on the C engine, by mask without one on MuJoCo Warp (``test_step_reads_nothing_on_the_host``
+    covers the reads)."""
+    heli = make("Ingenuity", sim)
+    heli.reset()
+    before = heli.targets.clone()
+    heli.progress[:] = torch.tensor([499, 500, 1])  # env 1 is due this step
+    heli.step(torch.zeros(N, heli.action_dim))
+    changed = (heli.targets != before).any(dim=1)
+    assert changed.tolist() == [False, True, False]
+    torch.testing.assert_close(heli.mocap_pos[:, 0], heli.targets)
+    heli.close()
+
+    hand = make("AllegroHand", sim, env_cfg={"successTolerance": 0.5})  # the cube turns ~0.2 rad as it settles
+    hand.reset()
+    _, quat, _, _ = hand._object_state()
+    hand.goal_rot[0] = quat[0]  # env 0 is at its goal orientation: a success (the others are > 2 rad off)
+    before = hand.goal_rot.clone()
+    hand.step(torch.zeros(N, hand.action_dim))
+    changed = (hand.goal_rot != before).any(dim=1)
+    assert changed.tolist() == [True, False, False] and float(hand.successes[0]) == 1.0
+    torch.testing.assert_close(hand.mocap_quat[:, 0], hand.goal_rot)
+    hand.close()
 
 
 def test_sim_selection(monkeypatch):

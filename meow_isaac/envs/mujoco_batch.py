@@ -19,8 +19,9 @@ of warp arrays on the training device, no host sync in ``step``). Same task code
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import mujoco
 import numpy as np
@@ -284,6 +285,17 @@ class MujocoBatchEnv:
                 if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == self.num_envs
                 and id(v) not in views and k not in skip}
 
+    @contextlib.contextmanager
+    def masked_stream(self) -> Iterator[None]:
+        """Inside, ``self.generator`` is ``masked_generator``: draws made for all N envs and kept by a mask (the
+        device engines' sync-free resets and goal re-sampling) come from their own stream, so that draws by index
+        stay those of the C engine for the same seed."""
+        self.generator, self.masked_generator = self.masked_generator, self.generator
+        try:
+            yield
+        finally:
+            self.generator, self.masked_generator = self.masked_generator, self.generator
+
     def _reset_masked(self, mask: torch.Tensor) -> None:
         """Reset the envs where ``mask`` ``(N,)`` bool is True without reading ``mask`` on the host.
 
@@ -295,11 +307,8 @@ class MujocoBatchEnv:
         keep_views = {name: v.clone() for name, v in self._views.items()}
         keep_task = {k: v.clone() for k, v in self._task_tensors().items()}
         self.physics.reset_mask(mask)
-        self.generator, self.masked_generator = self.masked_generator, self.generator
-        try:
+        with self.masked_stream():
             self._reset_state(self._all_ids)
-        finally:
-            self.generator, self.masked_generator = self.masked_generator, self.generator
         self.physics.forward_masked(mask)  # skipped on the device when no env is done
         for name, v in self._views.items():
             v.copy_(torch.where(mask.view((-1,) + (1,) * (v.dim() - 1)), v, keep_views[name]))
