@@ -31,8 +31,12 @@ from gaussian_baseline import GaussianSAC, train_sac
 
 # 2500 steps (4,500 updates): at 1750 seed 42 left two goals at 3 % of the episodes (seeds 1 and 3 covered all 4)
 STEPS, RANDOM, UTD, ENVS, BATCH, ALPHA, GAMMA, TAU = 2500, 250, 2, 16, 256, 2.5, 0.9, 0.005
-# The budget above was tuned on the earlier ReLU network; with the authors' Swish network (the default) the same
-# run reached 2 goals, not 3 (2026-12-04): the test keeps the network it was tuned for until it is retuned.
+# The multi-modality test runs the earlier ReLU network (train.activation=relu), for which this budget was tuned.
+# The authors' Swish network (the default) at this budget, seeds 42/1/2 (2026-12-04): 2/2/2 goals ([27, 2, 0, 171],
+# [170, 0, 28, 2], [0, 97, 3, 100] of 200 episodes), mean returns -166/-160/-160, while the Gaussian baseline
+# reached 2 goals too ([67, 6, 124, 3], -147); at 3500 steps seed 42 reached 3 ([20, 11, 0, 169]). So at this
+# CPU budget the default network learns purposeful policies (test_the_default_network_learns_the_multigoal_task)
+# but does not yet beat the Gaussian on coverage; the ReLU network does (3 goals against 2).
 ACTIVATION = "relu"
 EPISODES, MIN_FRACTION, MIN_RETURN = 200, 0.05, -300.0
 PICTURES = ("trajectories.png", "soft_value.png", "action_density.png", "goal_coverage.json")
@@ -158,3 +162,24 @@ def test_meow_pictures_and_more_goals_than_a_gaussian_policy(tmp_path):
         assert float(result.returns.mean()) > MIN_RETURN, f"{name} did not learn to reach goals"
     assert n_meow >= 3
     assert n_gauss < n_meow
+
+
+def test_the_default_network_learns_the_multigoal_task(tmp_path):
+    """The authors' Swish network (``train.activation`` default) learns the multi-goal task on the schedule above:
+    200 episodes sampled from the origin end at goals (mean return above -300; uniform random actions: about -1900,
+    a Gaussian still centred at the origin: -230 to -260) and reach at least two different goals, each in at least
+    5 % of the episodes. Seeds 42/1/2 gave -166/-160/-160 and 2/2/2 goals (see ``ACTIVATION``)."""
+    overrides = ["task=MultiGoal", f"experiment={tmp_path / 'mg'}", "train.name=mg", f"num_envs={ENVS}",
+                 f"max_iterations={STEPS}", f"train.random_steps={RANDOM}", f"train.learning_starts={RANDOM}",
+                 f"train.batch_size={BATCH}", f"train.updates_per_step={UTD}", f"train.alpha={ALPHA}",
+                 f"train.gamma={GAMMA}", f"train.tau={TAU}", "train.eval_interval=0", "train.eval_envs=2",
+                 "progress_bar=False", "torch_threads=1", "sim_threads=1"]
+    run_dir = Path(_run(overrides)["run_dir"])
+    state = load_checkpoint(run_dir / "nn" / "mg.pth", map_location="cpu")
+    assert state["meta"]["activation"] == "swish"
+    agent = MEowAgent(2, 2, torch.device("cpu"), alpha=ALPHA, gamma=GAMMA, tau=TAU, sigma_max=1.0, sigma_min=-2.0)
+    agent.load_state_dict(state["agent"])
+    meow = _sample_episodes(lambda obs: agent.act(obs))
+    print(f"\nMultiGoal, Swish network: goals {goal_counts(meow.goal)}, mean return {float(meow.returns.mean()):.1f}")
+    assert float(meow.returns.mean()) > MIN_RETURN
+    assert goals_covered(meow.goal, MIN_FRACTION) >= 2
