@@ -65,8 +65,14 @@ SITE="$WORK/site"
 if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
 elif command -v python3 >/dev/null 2>&1 && python3 -c "import torch" >/dev/null 2>&1; then PY=python3
 else PY=python; fi
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg WANDB_MODE=offline MUJOCO_GL="${MUJOCO_GL:-egl}"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg WANDB_MODE=offline
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+# egl where libEGL loads, else osmesa, else disable (meow_isaac.default_mujoco_gl): with MUJOCO_GL=egl and no
+# libEGL (the GPU image of 2026-12-04) `import mujoco` itself fails, and with it every mjwarp stage
+if [[ -z "${MUJOCO_GL:-}" ]]; then
+    MUJOCO_GL="$("$PY" -c 'import meow_isaac, os; print(os.environ["MUJOCO_GL"])' 2>/dev/null || echo disable)"
+fi
+export MUJOCO_GL
 START=$(date +%s)
 DEADLINE=$((START + BUDGET))
 RESERVE=8   # seconds kept for the report

@@ -1,7 +1,8 @@
 """Headless episode videos of embedded MuJoCo envs: MuJoCo offscreen rendering + imageio/ffmpeg.
 
 Rendering needs an OpenGL platform without a display: EGL (``libegl1``/``libegl-mesa0``, GPU or Mesa) or
-OSMesa (``libosmesa6``). ``MUJOCO_GL`` is set to ``egl`` unless the user already chose one.
+OSMesa (``libosmesa6``). Unless the user chose ``MUJOCO_GL``, ``meow_isaac`` sets it on import
+(:func:`meow_isaac.default_mujoco_gl`: ``egl`` where libEGL loads, else ``osmesa``, else ``disable``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any, List
 import numpy as np
 import torch
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def can_render(env: Any) -> bool:

@@ -27,7 +27,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Set, Union
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering without a display (set before mujoco loads)
+import meow_isaac  # noqa: F401  (chooses MUJOCO_GL before mujoco loads: meow_isaac.default_mujoco_gl)
+
 
 Builder = Callable[..., Any]
 

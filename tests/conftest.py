@@ -6,8 +6,9 @@ import os
 import pytest
 import torch
 
+import meow_isaac  # noqa: F401  (chooses MUJOCO_GL before any test imports mujoco)
+
 os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("MUJOCO_GL", "egl")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
