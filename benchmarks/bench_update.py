@@ -80,7 +80,7 @@ def to_reference(flow: EBFlowPolicy) -> EBFlowPolicy:
     for j in range(2):
         layers: List[nn.Module] = []
         for i, (w, b) in enumerate(zip(flow.shift_heads.weights, flow.shift_heads.biases)):
-            linear = nn.Linear(w.shape[1], w.shape[2])
+            linear = nn.Linear(w.shape[1], w.shape[2], device=w.device, dtype=w.dtype)  # on the flow's device
             with torch.no_grad():
                 linear.weight.copy_(w[j].T)
                 linear.bias.copy_(b[j, 0])

@@ -90,6 +90,7 @@ class ReplayBuffer:
         self.ptr = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self.fill = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._env_ids = torch.arange(self.num_envs, device=self.device)
+        self._no_rows = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self.num_adds = 0  # host-side count of add() calls (vectorised steps offered)
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
@@ -106,7 +107,9 @@ class ReplayBuffer:
         # The slot the pointer leaves becomes stored; the slot it reaches (oldest row once full) is freed.
         self.valid[idx] = valid
         self.ptr = (self.ptr + step) % (self.capacity + 1)
-        self.valid[(self.ptr, self._env_ids)] = False
+        # A device tensor, not ``= False``: on CUDA a Python scalar written by tensor index is copied to the device
+        # with a blocking copy, a host sync every step (set_sync_debug_mode("error") raised here on an H200).
+        self.valid[(self.ptr, self._env_ids)] = self._no_rows
         self.fill = torch.clamp(self.fill + step, max=self.capacity)
         self.num_adds += 1
 

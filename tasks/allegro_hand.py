@@ -214,15 +214,15 @@ class AllegroHand(MujocoBatchEnv):
         self.qpos[ids, a:a + 3] = self.object_init_pos + cfg.resetPositionNoise * self.uniform(-1.0, 1.0, (m, 3))
         u = self.uniform(-1.0, 1.0, (m, 2))
         self.qpos[ids, a + 3:a + 7] = random_goal_rotation(u[:, 0], u[:, 1])
-        self.qvel[ids, self.obj_qvel:self.obj_qvel + 6] = 0.0
+        self.fill_at(self.qvel, (ids, slice(self.obj_qvel, self.obj_qvel + 6)))
         lo, hi = self.dof_lower, self.dof_upper
         q = cfg.resetDofPosRandomInterval * (lo + (hi - lo) * self.uniform(0.0, 1.0, (m, n)))
         self.qpos[rows, self.qpos_idx] = q
         self.qvel[rows, self.qvel_idx] = cfg.resetDofVelRandomInterval * self.uniform(-1.0, 1.0, (m, n))
         self.prev_targets[ids] = q
         self.ctrl[ids] = q
-        self.actions[ids] = 0.0
-        self.successes[ids] = 0.0
+        self.fill_at(self.actions, ids)
+        self.fill_at(self.successes, ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """Section 5.3: absolute (``scale`` + moving average) or relative PD targets, clamped to the limits."""

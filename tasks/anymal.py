@@ -174,16 +174,16 @@ class Anymal(MujocoBatchEnv):
         rows = ids[:, None]
         self.qpos[ids, 0:3] = torch.tensor(BASE_INIT_POS, **self.float_kw)
         self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
-        self.qvel[ids] = 0.0
+        self.fill_at(self.qvel, ids)
         self.qpos[rows, self.qpos_idx] = self.default_dof_pos
         self.qvel[rows, self.qvel_idx] = sample_uniform(self.generator, [-DOF_VEL_RESET] * 12,
                                                         [DOF_VEL_RESET] * 12, m, dtype=self.dtype)
         self.targets[ids] = self.default_dof_pos
         self.ctrl[ids] = self.default_dof_pos
         self.commands[ids] = sample_uniform(self.generator, self.command_low, self.command_high, m, dtype=self.dtype)
-        self.actions[ids] = 0.0
-        self.last_actions[ids] = 0.0
-        self.last_dof_vel[ids] = 0.0
+        self.fill_at(self.actions, ids)
+        self.fill_at(self.last_actions, ids)
+        self.fill_at(self.last_dof_vel, ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """Section 4.3: ``targets = clamp(targets + actionScale * a * TASK_DT, lo, hi)`` -> servo ``ctrl``."""

@@ -224,15 +224,15 @@ class FrankaCabinet(MujocoBatchEnv):
         q = (self.default_dof_pos + 0.25 * (self.uniform(0.0, 1.0, (m, self.action_dim)) - 0.5)).clamp(
             self.dof_lower, self.dof_upper)
         self.qpos[rows, self.qpos_idx] = q
-        self.qvel[rows, self.qvel_idx] = 0.0
-        self.qpos[ids, self.drawer_qpos] = 0.0
-        self.qvel[ids, self.drawer_qvel] = 0.0
+        self.fill_at(self.qvel, (rows, self.qvel_idx))
+        self.fill_at(self.qpos, (ids, self.drawer_qpos))
+        self.fill_at(self.qvel, (ids, self.drawer_qvel))
         if self.props:
             self.qpos[rows, self.prop_qpos_idx] = self.prop_init_qpos
-            self.qvel[rows, self.prop_qvel_idx] = 0.0
+            self.fill_at(self.qvel, (rows, self.prop_qvel_idx))
         self.targets[ids] = q
         self.ctrl[ids] = q
-        self.actions[ids] = 0.0
+        self.fill_at(self.actions, ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """Section 6.3: integrated PD targets."""

@@ -138,7 +138,7 @@ class GymMujocoTask(MujocoBatchEnv):
         else:
             self.qvel[ids] += self.normal(s, (n, self.model.nv))
         if self.NEEDS_CFRC_EXT:
-            self.cfrc_ext[ids] = 0.0
+            self.fill_at(self.cfrc_ext, ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         self.ctrl.copy_(action.to(self.dtype) * self.ctrl_high)

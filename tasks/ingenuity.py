@@ -117,7 +117,7 @@ class Ingenuity(MujocoBatchEnv):
         noise = sample_uniform(self.generator, [-INIT_POS_NOISE] * 3, [INIT_POS_NOISE] * 3, len(ids), dtype=self.dtype)
         self.qpos[ids, 0:3] = torch.tensor(INIT_POS, **self.float_kw) + noise
         self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
-        self.qvel[ids] = 0.0
+        self.fill_at(self.qvel, ids)
         self._set_targets(ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:

@@ -157,13 +157,13 @@ class LocomotionTask(MujocoBatchEnv):
         rows = ids[:, None]
         self.qpos[ids, 0:3] = torch.tensor([0.0, 0.0, self.start_height], **self.float_kw)
         self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
-        self.qvel[ids] = 0.0
+        self.fill_at(self.qvel, ids)
         n = len(self.dof_names)
         dof_pos = (self.dof_init + self.uniform(-0.2, 0.2, (m, n))).clamp(self.dof_lower, self.dof_upper)
         self.qpos[rows, self.qpos_idx] = dof_pos
         self.qvel[rows, self.qvel_idx] = self.uniform(-0.1, 0.1, (m, n))
         self.potentials[ids] = self._potential(self.qpos[ids, 0:3])
-        self.actions[ids] = 0.0
+        self.fill_at(self.actions, ids)
 
     def _apply_action(self, action: torch.Tensor) -> None:
         """``ctrl = a * powerScale``; the asset's motor gear turns it into ``a * gear * powerScale`` [N m]."""

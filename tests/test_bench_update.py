@@ -2,6 +2,7 @@
 prints a ratio per variant (a smoke test at a tiny size; speed itself is never asserted)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -27,3 +28,21 @@ def test_bench_update_rejects_an_unknown_variant():
     proc = subprocess.run([sys.executable, "benchmarks/bench_update.py", "--variants", "turbo"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown ['turbo']" in proc.stderr
+
+
+def test_the_reference_copy_lives_on_the_flows_device():
+    """``to_reference`` builds the reference's separate shift-head MLPs on the flow's device: on the GPU machine
+    (2026-12-04) they were made on the CPU and the reference formulation failed with a device mismatch. The
+    ``meta`` device stands in for CUDA here (copying a meta tensor into a CPU module raises)."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    try:
+        from bench_update import to_reference
+    finally:
+        sys.path.pop(0)
+    from meow_isaac.flows import EBFlowPolicy
+
+    flow = EBFlowPolicy(11, 3).to("meta")
+    ref = to_reference(flow)
+    devices = {p.device.type for p in ref.parameters()}
+    assert devices == {"meta"}, devices
+    assert len(ref.shift_heads) == 2

@@ -154,7 +154,7 @@ class WarpPhysics:
     def reset(self, ids: torch.Tensor) -> None:
         """Model defaults (``mj_resetData``) in worlds ``ids`` (int64, on ``device``)."""
         mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        mask[ids.to(self.device)] = True
+        mask.index_fill_(0, ids.to(self.device), True)
         self.reset_mask(mask)
 
     def reset_mask(self, mask: torch.Tensor) -> None:
@@ -200,7 +200,7 @@ class WarpPhysics:
         keep = None
         if ids is not None:
             mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-            mask[ids.to(self.device)] = True
+            mask.index_fill_(0, ids.to(self.device), True)
             keep = {name: v.clone() for name, v in self._views.items()}
         with self._stream():
             self.mjw.forward(self.m, self.d)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import mujoco
 import numpy as np
@@ -274,8 +274,8 @@ class MujocoBatchEnv:
         self.physics.reset(ids)
         self._reset_state(ids)
         self.physics.forward(ids)
-        self.progress[ids] = 0
-        self.episode_return_acc[ids] = 0.0
+        self.progress.index_fill_(0, ids, 0)
+        self.episode_return_acc.index_fill_(0, ids, 0.0)
 
     def _task_tensors(self) -> Dict[str, torch.Tensor]:
         """The task's per-env state: tensor attributes with ``N`` rows that are not engine views."""
@@ -381,6 +381,16 @@ class MujocoBatchEnv:
         self.batch = None  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ helpers for tasks
+    @staticmethod
+    def fill_at(tensor: torch.Tensor, index: Any, value: float = 0.0) -> None:
+        """``tensor[index] = value`` for a tensor ``index`` (ids, or a tuple of ids and columns) without a host copy.
+
+        The plain ``tensor[ids] = 0.0`` makes torch wrap the Python number in a CPU tensor that ``index_put_``
+        copies to a CUDA ``tensor`` with a blocking host-to-device copy: a host sync in every reset hook, so in
+        every step of MuJoCo Warp's auto-reset. Here the value is made on ``tensor``'s device (a fill kernel).
+        """
+        tensor[index] = torch.full((), value, dtype=tensor.dtype, device=tensor.device)
+
     def uniform(self, low: float, high: float, shape: Tuple[int, ...]) -> torch.Tensor:
         """``U(low, high)`` noise of ``shape`` (``dtype`` on ``sim_device``) from the task's seeded generator.
 
