@@ -36,7 +36,7 @@ from meow_isaac.envs.synthetic import SyntheticVecEnv
 from meow_isaac.normalization import RunningObsNormalizer
 from meow_isaac.replay import Batch, ReplayBuffer
 from meow_isaac.trainer import Trainer
-from test_no_host_sync import ScalarIndexWrites
+from test_no_host_sync import DeviceSyncOps
 
 pytestmark = pytest.mark.cuda
 DRY_RUN_ENV = "MEOW_CUDA_TESTS_ON_CPU"
@@ -60,8 +60,9 @@ def device(monkeypatch) -> torch.device:
 
 class HostSyncGuard:
     """While enabled, a host synchronisation raises: on CUDA ``torch.cuda.set_sync_debug_mode("error")``; on the
-    CPU (dry run) every Python-level host read of a tensor (:data:`HOST_READS`) and every Python scalar written by
-    tensor index (:class:`test_no_host_sync.ScalarIndexWrites`, a blocking copy on CUDA) raises ``RuntimeError``."""
+    CPU (dry run) every Python-level host read of a tensor (:data:`HOST_READS`) and every call that synchronises a
+    CUDA device otherwise (:class:`test_no_host_sync.DeviceSyncOps`: e.g. a host scalar written by tensor index)
+    raises ``RuntimeError``."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.enabled = device, False
@@ -75,8 +76,8 @@ class HostSyncGuard:
             self._saved["mode"] = torch.cuda.get_sync_debug_mode()
             torch.cuda.set_sync_debug_mode("error")
             return
-        self._saved["writes"] = ScalarIndexWrites(raise_on_write=True)  # the host-to-device copies of scalars
-        self._saved["writes"].__enter__()
+        self._saved["ops"] = DeviceSyncOps(raise_on_sync=True)  # syncs without a Python-level read
+        self._saved["ops"].__enter__()
         for name in HOST_READS:
             self._saved[name] = torch.Tensor.__dict__.get(name)  # None: inherited from torch._C.TensorBase
 
@@ -92,7 +93,7 @@ class HostSyncGuard:
         if self.device.type == "cuda":
             torch.cuda.set_sync_debug_mode(self._saved.pop("mode"))
             return
-        self._saved.pop("writes").__exit__(None, None, None)
+        self._saved.pop("ops").__exit__(None, None, None)
         for name in HOST_READS:
             original = self._saved.pop(name)
             if original is None:

@@ -25,7 +25,7 @@ import tasks
 from meow_isaac.config import ConfigError
 from meow_isaac.envs.guard import NonFiniteGuard
 from meow_isaac.factory import resolve_sim
-from test_no_host_sync import ScalarIndexWrites
+from test_no_host_sync import DeviceSyncOps
 
 pytestmark = pytest.mark.mjwarp
 
@@ -170,9 +170,10 @@ def test_nan_from_physics_is_contained():
 
 @pytest.mark.parametrize("task", ["Ant", "MujocoHumanoid", "Anymal", "FrankaCabinet", "AllegroHand", "Ingenuity"])
 def test_step_reads_nothing_on_the_host(task, monkeypatch):
-    """``step`` (task hooks, auto-reset included) makes no host read of a tensor value and writes no Python scalar
-    by tensor index (a blocking host-to-device copy on CUDA), so on CUDA it queues work without waiting for the GPU. The engine's own calls are not counted: on warp's CPU device they read their
-    reset mask (free there); on CUDA the same calls are graph replays with no host read."""
+    """``step`` (task hooks, auto-reset included) makes no host read of a tensor value and no call that synchronises
+    a CUDA device otherwise (``DeviceSyncOps``: a host scalar written by tensor index, a bool mask, ``nonzero``), so
+    on CUDA it queues work without waiting for the GPU. The engine's own calls are not counted: on warp's CPU device
+    they read their reset mask (free there); on CUDA the same calls are graph replays with no host read."""
     env = make(task, "mjwarp", env_cfg={"episodeLength": 3} if task in ("Ant", "MujocoHumanoid") else None)
     env.reset()
     acts = actions(5, N, env.action_dim)
@@ -198,12 +199,12 @@ def test_step_reads_nothing_on_the_host(task, monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, read, counted)
     dones = 0
-    with ScalarIndexWrites(active=lambda: state["engine"] == 0) as writes:
+    with DeviceSyncOps(active=lambda: state["engine"] == 0) as ops:
         for a in acts[1:]:
             dones += env.step(a).done.sum()  # tensor sum: not a read
     monkeypatch.undo()
     assert state["reads"] == 0
-    assert not writes.writes, f"host scalars written by tensor index (CUDA syncs): {sorted(set(writes.writes))}"
+    assert not ops.syncs, f"CUDA-synchronising calls in step: {sorted(set(ops.syncs))}"
     if task in ("Ant", "MujocoHumanoid"):
         assert int(dones) >= N  # the sync-free auto-reset ran
     env.close()

@@ -1,5 +1,6 @@
 """The training loop issues no device-to-host read between log intervals (issue 5, item 3), and no host-to-device
-copy of a Python scalar (:class:`ScalarIndexWrites`, found on the GPU machine on 2026-12-04).
+call that synchronises a CUDA device without a Python-level read (:class:`DeviceSyncOps`; one was found on
+the GPU machine on 2026-12-04).
 
 On CPU there is no CUDA sync to catch, so every Python-level way of reading a tensor's value on the host
 (``item``, ``tolist``, ``cpu``, ``numpy``, ``__bool__``, ``__float__``, ``__int__``, ``__index__``) is counted
@@ -58,11 +59,11 @@ def test_no_host_reads_between_log_intervals(tmp_path, monkeypatch):
     trainer._log = lambda *a: pytest.fail("log interval reached")  # type: ignore[assignment]
     trainer.save = lambda path: path  # type: ignore[assignment]  # the final checkpoint is not the hot loop
     counter = ReadCounter(monkeypatch)
-    with ScalarIndexWrites() as writes:
+    with DeviceSyncOps() as ops:
         trainer.train()
     assert trainer.iteration == 200 and trainer.updates == 2 * (200 - 5 + 1)
     assert counter.count == 0, f"{counter.count} host reads in the training loop"
-    assert not writes.writes, f"host scalars written by tensor index (CUDA syncs): {sorted(set(writes.writes))}"
+    assert not ops.syncs, f"CUDA-synchronising calls in the training loop: {sorted(set(ops.syncs))}"
 
 
 def test_the_counter_sees_a_host_read(monkeypatch):
@@ -75,39 +76,65 @@ def test_the_counter_sees_a_host_read(monkeypatch):
     assert counter.count - before >= 2
 
 
-class ScalarIndexWrites(TorchFunctionMode):
-    """Records ``tensor[index] = value`` where ``index`` holds a tensor and ``value`` is a Python number: on CUDA,
-    torch turns the number into a CPU tensor and ``index_put_`` copies it to the device with a blocking
-    host-to-device copy, a synchronisation (``set_sync_debug_mode("error")`` raised it in ``ReplayBuffer.add`` on
-    the GPU machine, 2026-12-04). ``index_fill_``/``masked_fill_`` or a device tensor as value do not copy.
+_DATA_DEPENDENT = {torch.nonzero, torch.Tensor.nonzero, torch.argwhere, torch.Tensor.argwhere, torch.masked_select,
+                   torch.Tensor.masked_select, torch.unique, torch.Tensor.unique, torch.unique_consecutive}
 
-    ``raise_on_write``: raise ``RuntimeError`` at the write instead of recording it. ``active``: a callable
-    deciding per write whether it counts (e.g. not inside the physics engine's own calls)."""
 
-    def __init__(self, raise_on_write: bool = False, active=lambda: True) -> None:
+class DeviceSyncOps(TorchFunctionMode):
+    """Records the torch calls that synchronise a CUDA device without any Python-level read of a tensor (which
+    :class:`ReadCounter` counts), so that the CPU can find them:
+
+    * ``tensor[index] = number`` with a tensor in ``index``: torch wraps the number in a CPU tensor and
+      ``index_put_`` copies it to the device with a blocking host-to-device copy (``set_sync_debug_mode("error")``
+      raised it in ``ReplayBuffer.add`` on the GPU machine, 2026-12-04); ``index_fill_``/``masked_fill_`` or a
+      device tensor as the value do not copy;
+    * indexing (read or write) with a bool tensor, and ``nonzero``/``argwhere``/``masked_select``/``unique``/
+      one-argument ``torch.where``: the result's size depends on the data, which the host must wait for.
+
+    ``raise_on_sync``: raise ``RuntimeError`` at the call instead of recording it. ``active``: a callable deciding
+    per call whether it counts (e.g. not inside the physics engine's own calls)."""
+
+    def __init__(self, raise_on_sync: bool = False, active=lambda: True) -> None:
         super().__init__()
-        self.raise_on_write, self.active, self.writes = raise_on_write, active, []
+        self.raise_on_sync, self.active, self.syncs = raise_on_sync, active, []
+
+    @staticmethod
+    def _why(func, args) -> str:
+        if func in (torch.Tensor.__setitem__, torch.Tensor.__getitem__):
+            parts = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+                return "indexing with a bool mask (data-dependent size)"
+            if (func is torch.Tensor.__setitem__ and any(isinstance(p, torch.Tensor) for p in parts)
+                    and not isinstance(args[2], torch.Tensor)):
+                return "a host scalar written by tensor index (blocking host-to-device copy)"
+        elif func in _DATA_DEPENDENT or (func is torch.where and len(args) == 1):
+            return f"{getattr(func, '__name__', func)} (data-dependent size)"
+        return ""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is torch.Tensor.__setitem__ and self.active():
-            index, value = args[1], args[2]
-            parts = index if isinstance(index, tuple) else (index,)
-            if any(isinstance(p, torch.Tensor) for p in parts) and not isinstance(value, torch.Tensor):
-                caller = traceback.extract_stack(limit=2)[0]
-                where = f"{Path(caller.filename).name}:{caller.lineno} `{caller.line}`"
-                if self.raise_on_write:
-                    raise RuntimeError(f"host scalar written by tensor index at {where}: a host-to-device copy "
-                                       "(synchronising) on CUDA; use index_fill_/masked_fill_")
-                self.writes.append(where)
+        why = self._why(func, args) if self.active() else ""
+        if why:
+            caller = traceback.extract_stack(limit=2)[0]
+            where = f"{Path(caller.filename).name}:{caller.lineno} `{caller.line}`: {why}"
+            if self.raise_on_sync:
+                raise RuntimeError(f"CUDA-synchronising call while the host-sync guard is on, at {where}")
+            self.syncs.append(where)
         return func(*args, **(kwargs or {}))
 
 
-def test_the_write_recorder_sees_a_host_scalar_written_by_tensor_index():
-    x, ids = torch.zeros(4), torch.tensor([1, 2])
-    with ScalarIndexWrites() as writes:
-        x[ids] = 1.0  # recorded
+def test_the_recorder_sees_the_calls_that_synchronise_a_cuda_device():
+    x, ids, mask = torch.zeros(4), torch.tensor([1, 2]), torch.tensor([False, True, True, False])
+    with DeviceSyncOps() as ops:
+        x[ids] = 1.0  # recorded: a host scalar by tensor index
         x[1:3] = 2.0  # a slice: fill_, no copy
         x[ids] = torch.ones(2)  # a tensor value: no host scalar
         x.index_fill_(0, ids, 3.0)
-    assert len(writes.writes) == 1 and "x[ids] = 1.0" in writes.writes[0]
-    assert x.tolist() == [0.0, 3.0, 3.0, 0.0]
+        x.masked_fill_(mask, 4.0)
+        y = torch.where(mask, x, -x)  # three arguments: elementwise
+        _ = x[mask]  # recorded: bool mask
+        _ = mask.nonzero()  # recorded
+    assert [line.rsplit("`: ", 1)[1] for line in ops.syncs] == [
+        "a host scalar written by tensor index (blocking host-to-device copy)",
+        "indexing with a bool mask (data-dependent size)", "nonzero (data-dependent size)"]
+    assert "x[ids] = 1.0" in ops.syncs[0]
+    assert x.tolist() == [0.0, 4.0, 4.0, 0.0] and y.tolist() == [-0.0, 4.0, 4.0, -0.0]
