@@ -5,7 +5,12 @@ For each num_envs (default 1, 64, 1024, 4096) the real ``Trainer`` loop runs act
 reports transitions ingested per second and updates per second, measured after a warm-up. The ratio column is
 throughput relative to 1 env, measured in the same run. Writes a PNG plot of throughput vs num_envs.
 
-    python benchmarks/bench_pipeline.py [--device cuda] [--batch 1024] [--utd 1] [--seconds 5]
+    python benchmarks/bench_pipeline.py [--device cuda] [--batch 1024] [--utd 1] [--seconds 5] [--profile 30]
+
+``--profile K`` then runs K more iterations at the largest num_envs under ``torch.profiler`` and prints where one
+iteration's time goes: wall-clock ms, the device's busy ms (the sum of kernel self times; CUDA only), the host's
+ms in torch ops, and the top ops by host and by device time, so that a host-bound loop (launches, syncs) is told
+apart from a device-bound one. It is written into the JSON under ``profile``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,70 @@ def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: 
             "updates_per_s": iters * utd / elapsed, "iterations": iters}
 
 
+def profile(num_envs: int, device: torch.device, batch: int, utd: int, iters: int, tmp: Path,
+            compile_: str = "auto", amp: str = "none", top: int = 12) -> dict:
+    """``iters`` trainer iterations at ``num_envs`` under ``torch.profiler`` after 30 warm-up iterations (compiling
+    and CUDA-graph recording done). Returns ``{"num_envs", "iterations", "wall_ms", "host_op_ms", "device_ms",
+    "top_host", "top_device"}`` per iteration (ms); ``device_ms`` is None on the CPU."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    env = SyntheticVecEnv(num_envs, obs_dim=60, action_dim=8, max_episode_length=1000, device=device)
+    cfg = TrainConfig(batch_size=batch, updates_per_step=utd, replay_size_per_env=max(64, 200_000 // num_envs),
+                      random_steps=0, learning_starts=1, max_iterations=10**9, log_interval=10**9,
+                      eval_interval=0, save_interval=10**9, normalize_input=True)
+    agent = MEowAgent(60, 8, device, normalize_input=True, compile=compile_, amp=amp)
+    trainer = Trainer(env, lambda: env, agent, cfg, tmp, None, "bench", device, show_progress=False)
+    trainer.save = lambda path: path  # type: ignore[assignment]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    prof = torch_profile(activities=activities)
+    state: dict = {}
+    original_add = trainer.replay.add
+
+    def add(*args: torch.Tensor) -> None:
+        original_add(*args)
+        n = trainer.replay.num_adds
+        if n == 30:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            prof.__enter__()
+            state["t0"] = time.perf_counter()
+        elif n == 30 + iters:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            state["wall"] = time.perf_counter() - state["t0"]
+            prof.__exit__(None, None, None)
+            trainer.stop_requested = True
+
+    trainer.replay.add = add  # type: ignore[assignment]
+    trainer.train()
+    events = prof.key_averages()
+    host_ms = sum(e.self_cpu_time_total for e in events) / 1e3 / iters
+    dev_attr = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+    device_ms = (sum(getattr(e, dev_attr) for e in events) / 1e3 / iters) if device.type == "cuda" else None
+
+    def top_by(attr: str) -> list:
+        ranked = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:top]
+        return [{"op": e.key, "ms": getattr(e, attr) / 1e3 / iters, "calls": e.count / iters} for e in ranked
+                if getattr(e, attr) > 0]
+
+    return {"num_envs": num_envs, "iterations": iters, "wall_ms": state["wall"] * 1e3 / iters,
+            "host_op_ms": host_ms, "device_ms": device_ms, "top_host": top_by("self_cpu_time_total"),
+            "top_device": top_by(dev_attr) if device.type == "cuda" else []}
+
+
+def print_profile(p: dict) -> None:
+    """Print :func:`profile`'s result as two markdown tables."""
+    dev = "n/a (CPU)" if p["device_ms"] is None else f"{p['device_ms']:.3f} ms"
+    print(f"\nprofile at {p['num_envs']} envs, {p['iterations']} iterations: per iteration wall {p['wall_ms']:.3f} ms, "
+          f"host in torch ops {p['host_op_ms']:.3f} ms, device busy {dev}")
+    for key, what in (("top_host", "host"), ("top_device", "device")):
+        if p[key]:
+            print(f"\n| op (by {what} self time) | ms / iteration | calls / iteration |\n|---|---|---|")
+            for row in p[key]:
+                print(f"| {row['op'][:70]} | {row['ms']:.4f} | {row['calls']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -69,7 +138,11 @@ def main() -> None:
     parser.add_argument("--compile", default="auto", choices=COMPILE_CHOICES, help="train.compile (default auto)")
     parser.add_argument("--amp", default="none", choices=AMP_CHOICES, help="train.amp (default none)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for the PNG plot and JSON")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="then profile K iterations at the largest num_envs (0: no profile)")
     args = parser.parse_args()
+    if args.profile < 0:
+        parser.error(f"--profile {args.profile}: give a number of iterations >= 0")
     retain_freed_memory()  # the runner's cpu_malloc=retain default
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -86,9 +159,14 @@ def main() -> None:
     for r in rows:
         print(f"| {r['num_envs']} | {r['transitions_per_s']:,.0f} | {r['updates_per_s']:,.1f} | "
               f"{r['transitions_per_s'] / base:.1f}x |")
+    prof = None
+    if args.profile:
+        prof = profile(max(int(n) for n in args.envs.split(",")), device, args.batch, args.utd, args.profile, out,
+                       args.compile, args.amp)
+        print_profile(prof)
     (out / "bench_pipeline.json").write_text(json.dumps({"device": name, "batch": args.batch, "utd": args.utd,
-                                                         "compile": args.compile, "amp": args.amp, "rows": rows},
-                                                        indent=2))
+                                                         "compile": args.compile, "amp": args.amp, "rows": rows,
+                                                         "profile": prof}, indent=2))
     import matplotlib
 
     matplotlib.use("Agg")

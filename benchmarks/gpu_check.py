@@ -381,6 +381,12 @@ def print_summary(report: Dict[str, Any], work: Path) -> None:
         if at4096:
             lines.append(f"  target >= {TARGET_TRANSITIONS:,} transitions/s at 4096 envs: "
                          f"{'met' if at4096[0] >= TARGET_TRANSITIONS else 'NOT met'} ({at4096[0]:,.0f})")
+        prof = pipe.get("profile")
+        if prof:
+            dev = "n/a" if prof.get("device_ms") is None else f"{prof['device_ms']:.3f} ms"
+            tops = ", ".join(f"{r['op']} {r['ms']:.3f}" for r in prof.get("top_host", [])[:4])
+            lines.append(f"  profile at {prof['num_envs']} envs: per iteration wall {prof['wall_ms']:.3f} ms, host in "
+                         f"torch ops {prof['host_op_ms']:.3f} ms, device busy {dev}; top host ops (ms): {tops}")
     for name, data in (report.get("env") or {}).items():
         # bench_env.py writes {"meta", "results"} (embedded backend alone) or a list of rows (--backends)
         rows = data if isinstance(data, list) else (data or {}).get("results") or (data or {}).get("rows") or []

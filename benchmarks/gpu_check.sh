@@ -7,7 +7,8 @@
 #   update_256      benchmarks/bench_update.py --device cuda, batch 256: eager, compiled_nograph, compiled (CUDA
 #                   graphs), eager_bf16, compiled_bf16 against the reference formulation, same run
 #   update_large    the same at batch 4096 and 16384
-#   pipeline        benchmarks/bench_pipeline.py --device cuda, 1 ... 16384 synthetic envs, with its plot
+#   pipeline        benchmarks/bench_pipeline.py --device cuda, 1 ... 16384 synthetic envs, with its plot, and a
+#                   profile of 30 iterations at the largest size (host vs device ms per iteration, top ops)
 #   env_mjwarp      (warp present) benchmarks/bench_env.py --backends mjwarp, Ant and Humanoid, 1024 ... 16384 worlds
 #   train           (warp present) runner.py task=Humanoid sim=mjwarp num_envs=4096 for --train-seconds (180),
 #                   eval returns over time read from its TensorBoard events
@@ -125,12 +126,12 @@ if [[ "$MODE" == gpu ]]; then
     if ((MJWARP)); then  # leaner benchmark sizes, so that the 3-minute training run fits the budget
         U256=(--sizes Humanoid --batch 256 --iters 200 --variants eager,compiled_nograph,compiled,eager_bf16,compiled_bf16)
         ULARGE=(--sizes Humanoid --batch 4096,16384 --iters 100 --variants eager,compiled,compiled_bf16)
-        PIPE=(--envs 1,256,4096,16384 --seconds 2)
+        PIPE=(--envs 1,256,4096,16384 --seconds 2 --profile 30)
         LIMITS=(100 80 70 90)   # pytest, update_256, update_large, pipeline
     else
         U256=(--sizes Hopper,Humanoid --batch 256 --iters 200 --variants eager,compiled_nograph,compiled,eager_bf16,compiled_bf16)
         ULARGE=(--sizes Humanoid --batch 4096,16384 --iters 100 --variants eager,compiled,eager_bf16,compiled_bf16)
-        PIPE=(--envs 1,16,256,1024,4096,16384 --seconds 3)
+        PIPE=(--envs 1,16,256,1024,4096,16384 --seconds 3 --profile 30)
         LIMITS=(120 130 110 120)
     fi
     ENV_ARGS=(--tasks Ant,Humanoid --envs 1024,4096,16384 --device cuda)
@@ -142,7 +143,7 @@ else
     export MEOW_CUDA_TESTS_ON_CPU=1
     U256=(--sizes Hopper --batch 32 --iters 10 --variants eager,eager_bf16)
     ULARGE=(--sizes Hopper --batch 64 --iters 10 --variants eager)
-    PIPE=(--envs 1,8 --batch 32 --seconds 0.3 --threads 1 --compile False)
+    PIPE=(--envs 1,8 --batch 32 --seconds 0.3 --threads 1 --compile False --profile 3)
     LIMITS=(120 60 60 60)
     ENV_ARGS=(--tasks Ant --envs 2 --threads 1 --seconds 0.05 --rounds 1)
     TRAIN_ARGS=(task=Humanoid sim=mujoco device=cpu num_envs=2 headless=True torch_threads=1 sim_threads=1

@@ -25,6 +25,9 @@ def test_gpu_check_cpu_dry_run_runs_every_stage(tmp_path):
     assert {(r["batch"], r["run"]) for r in report["update"]} == {(32, "update_256"), (64, "update_large")}
     assert all(r["eager_ratio"] > 0 and r["reference_ms"] > 0 for r in report["update"])
     assert [r["num_envs"] for r in report["pipeline"]["rows"]] == [1, 8]
+    prof = report["pipeline"]["profile"]
+    assert prof["num_envs"] == 8 and prof["iterations"] == 3 and prof["wall_ms"] > 0 and prof["device_ms"] is None
+    assert prof["top_host"] and "profile at 8 envs: per iteration wall" in proc.stdout
     assert report["env"]["env_mjwarp"] and report["train"]["evaluations"] >= 1  # (bench_env's own JSON layout)
     assert report["machine"]["mode"] == "cpu" and "mjwarp" in report["machine"]
     for name in ("bench_pipeline.png", "train_returns.png"):
