@@ -122,8 +122,8 @@ def cast_cfg_value(key: str, value: Any, default: Any) -> Any:
 
 def random_goal_rotation(u0: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
     """OIGE ``randomize_rotation``: ``q_x(pi u0) ⊗ q_y(pi u1)`` ``(m, 4)`` for ``u0, u1`` ``(m,)`` in ``[-1, 1]``."""
-    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=u0.dtype, device=u0.device).expand(u0.shape[0], 3)
-    y_axis = torch.tensor([0.0, 1.0, 0.0], dtype=u0.dtype, device=u0.device).expand(u0.shape[0], 3)
+    eye = torch.eye(3, dtype=u0.dtype, device=u0.device)  # made on the device: no host-to-device copy
+    x_axis, y_axis = eye[0].expand(u0.shape[0], 3), eye[1].expand(u0.shape[0], 3)
     return quat_mul(quat_from_angle_axis(math.pi * u0, x_axis), quat_from_angle_axis(math.pi * u1, y_axis))
 
 

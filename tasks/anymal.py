@@ -153,6 +153,9 @@ class Anymal(MujocoBatchEnv):
         lin_s, ang_s = learn["linearVelocityScale"], learn["angularVelocityScale"]
         self.commands_scale = torch.tensor([lin_s, lin_s, ang_s], **f64)
         self.gravity_vec = torch.tensor([0.0, 0.0, -1.0], **f64)
+        # constants made once here: torch.tensor(...) in a hook would copy host data to a GPU with a blocking copy
+        self.base_init_root = torch.tensor(list(BASE_INIT_POS) + [1.0, 0.0, 0.0, 0.0], **f64)  # (7,) m, quat
+        self.dof_vel_reset_high = torch.full((12,), DOF_VEL_RESET, dtype=torch.float64, device=self.sim_device)  # rad/s
         n = self.num_envs
         self.targets = self.default_dof_pos.expand(n, 12).clone()  # (N, 12) rad, PD targets
         self.commands = torch.zeros(n, 3, **f64)  # (N, 3) v_x* [m/s], v_y* [m/s], w_z* [rad/s]
@@ -172,12 +175,11 @@ class Anymal(MujocoBatchEnv):
         targets ``q_default``, commands ``~ U(ranges)``, previous actions and joint velocities 0."""
         m = len(ids)
         rows = ids[:, None]
-        self.qpos[ids, 0:3] = torch.tensor(BASE_INIT_POS, **self.float_kw)
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
+        self.qpos[ids, 0:7] = self.base_init_root
         self.fill_at(self.qvel, ids)
         self.qpos[rows, self.qpos_idx] = self.default_dof_pos
-        self.qvel[rows, self.qvel_idx] = sample_uniform(self.generator, [-DOF_VEL_RESET] * 12,
-                                                        [DOF_VEL_RESET] * 12, m, dtype=self.dtype)
+        self.qvel[rows, self.qvel_idx] = sample_uniform(self.generator, -self.dof_vel_reset_high,
+                                                        self.dof_vel_reset_high, m, dtype=self.dtype)
         self.targets[ids] = self.default_dof_pos
         self.ctrl[ids] = self.default_dof_pos
         self.commands[ids] = sample_uniform(self.generator, self.command_low, self.command_high, m, dtype=self.dtype)

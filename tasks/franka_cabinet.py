@@ -119,11 +119,12 @@ def franka_reward(cfg: FrankaCabinetCfg, franka_grasp_pos: torch.Tensor, drawer_
     dist_reward = (1.0 / (1.0 + d ** 2)) ** 2
     dist_reward = torch.where(d <= 0.02, dist_reward * 2.0, dist_reward)
 
-    def axis(q: torch.Tensor, v: Tuple[float, float, float]) -> torch.Tensor:
-        return quat_rotate(q, torch.tensor(v, dtype=q.dtype, device=q.device).expand(q.shape[0], 3))
+    def axis(q: torch.Tensor, i: int, sign: float = 1.0) -> torch.Tensor:
+        # sign * e_i made on q's device (torch.eye), not copied from the host: no blocking copy on a GPU
+        return quat_rotate(q, sign * torch.eye(3, dtype=q.dtype, device=q.device)[i].expand(q.shape[0], 3))
 
-    dot1 = (axis(franka_grasp_rot, (0.0, 0.0, 1.0)) * axis(drawer_grasp_rot, (-1.0, 0.0, 0.0))).sum(-1)
-    dot2 = (axis(franka_grasp_rot, (0.0, 1.0, 0.0)) * axis(drawer_grasp_rot, (0.0, 0.0, 1.0))).sum(-1)
+    dot1 = (axis(franka_grasp_rot, 2) * axis(drawer_grasp_rot, 0, -1.0)).sum(-1)  # z of the hand . -x of the drawer
+    dot2 = (axis(franka_grasp_rot, 1) * axis(drawer_grasp_rot, 2)).sum(-1)  # y of the hand . z of the drawer
     rot_reward = 0.5 * (torch.sign(dot1) * dot1 ** 2 + torch.sign(dot2) * dot2 ** 2)
     handle_z = drawer_grasp_pos[:, 2]
     around = (lfinger_pos[:, 2] > handle_z) & (rfinger_pos[:, 2] < handle_z)

@@ -91,6 +91,9 @@ class Ingenuity(MujocoBatchEnv):
         self.mocap_pos = self.view("mocap_pos")  # (N, 1, 3) the visual goal ball
         self.target_low = torch.tensor(TARGET_LOW, **f64)
         self.target_high = torch.tensor(TARGET_HIGH, **f64)
+        # constants made once here: torch.tensor(...) in a hook would copy host data to a GPU with a blocking copy
+        self.init_root = torch.tensor(list(INIT_POS) + [1.0, 0.0, 0.0, 0.0], **f64)  # (7,) m, quat
+        self.init_noise_high = torch.full((3,), INIT_POS_NOISE, dtype=torch.float64, device=self.sim_device)  # m
         self.targets = torch.tensor(INIT_POS, **f64).expand(self.num_envs, 3).clone()  # (N, 3) m, goals
         self.thrusts = torch.zeros(self.num_envs, 2, 3, **f64)  # (N, 2, 3) N, world rotor forces
         self._obs_cache: Optional[torch.Tensor] = None
@@ -114,9 +117,9 @@ class Ingenuity(MujocoBatchEnv):
     # ------------------------------------------------------------------ task hooks
     def _reset_state(self, ids: torch.Tensor) -> None:
         """Section 7.4: root at ``(0, 0, 1) + U(-0.5, 0.5)^3`` upright at rest, new goal."""
-        noise = sample_uniform(self.generator, [-INIT_POS_NOISE] * 3, [INIT_POS_NOISE] * 3, len(ids), dtype=self.dtype)
-        self.qpos[ids, 0:3] = torch.tensor(INIT_POS, **self.float_kw) + noise
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
+        noise = sample_uniform(self.generator, -self.init_noise_high, self.init_noise_high, len(ids), dtype=self.dtype)
+        self.qpos[ids, 0:7] = self.init_root
+        self.qpos[ids, 0:3] += noise
         self.fill_at(self.qvel, ids)
         self._set_targets(ids)
 

@@ -133,6 +133,9 @@ class LocomotionTask(MujocoBatchEnv):
         adr = [int(model.sensor(f"{foot}_{kind}").adr[0]) for foot in self.feet for kind in ("force", "torque")]
         self.foot_idx = torch.tensor([a + j for a in adr for j in range(3)], device=self.sim_device)  # (6k,)
         self.target = torch.tensor(TARGET, **f64)  # (3,) m
+        # constants made once here: torch.tensor(...) in a hook would copy host data to a GPU with a blocking copy
+        self.start_root = torch.tensor([0.0, 0.0, self.start_height, 1.0, 0.0, 0.0, 0.0], **f64)  # (7,) m, quat
+        self.heading_axis = torch.tensor([1.0, 0.0, 0.0], **f64)  # (3,) the body's forward axis
         self.sensordata = self.view("sensordata")
         self.actions = torch.zeros(self.num_envs, n, **f64)  # (N, n) last applied actions
         self.potentials = torch.zeros(self.num_envs, **f64)  # (N,) -|d_xy| / dt
@@ -155,8 +158,7 @@ class LocomotionTask(MujocoBatchEnv):
         ``q = clamp(q_init + U(-0.2, 0.2), lo, hi)`` [rad], ``q̇ = U(-0.1, 0.1)`` [rad/s]."""
         m = len(ids)
         rows = ids[:, None]
-        self.qpos[ids, 0:3] = torch.tensor([0.0, 0.0, self.start_height], **self.float_kw)
-        self.qpos[ids, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0], **self.float_kw)
+        self.qpos[ids, 0:7] = self.start_root
         self.fill_at(self.qvel, ids)
         n = len(self.dof_names)
         dof_pos = (self.dof_init + self.uniform(-0.2, 0.2, (m, n))).clamp(self.dof_lower, self.dof_upper)
@@ -177,7 +179,7 @@ class LocomotionTask(MujocoBatchEnv):
         to_target = self.target - pos
         to_target[:, 2] = 0.0
         target_dir = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True)
-        heading_vec = quat_rotate(quat, torch.tensor([1.0, 0.0, 0.0], **self.float_kw).expand_as(pos))
+        heading_vec = quat_rotate(quat, self.heading_axis.expand_as(pos))
         heading_proj = (heading_vec * target_dir).sum(-1)
         up_proj = 1.0 - 2.0 * (quat[:, 1] ** 2 + quat[:, 2] ** 2)  # z of R(q) e_z
         roll, _, yaw = get_euler_xyz(quat)

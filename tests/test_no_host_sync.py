@@ -88,6 +88,8 @@ class DeviceSyncOps(TorchFunctionMode):
       ``index_put_`` copies it to the device with a blocking host-to-device copy (``set_sync_debug_mode("error")``
       raised it in ``ReplayBuffer.add`` on the GPU machine, 2026-12-04); ``index_fill_``/``masked_fill_`` or a
       device tensor as the value do not copy;
+    * ``torch.tensor``/``torch.as_tensor`` of Python or NumPy data with a ``device``: the data are copied from
+      pageable host memory with a blocking copy (make such constants once, outside the loop);
     * indexing (read or write) with a bool tensor, and ``nonzero``/``argwhere``/``masked_select``/``unique``/
       one-argument ``torch.where``: the result's size depends on the data, which the host must wait for.
 
@@ -99,7 +101,7 @@ class DeviceSyncOps(TorchFunctionMode):
         self.raise_on_sync, self.active, self.syncs = raise_on_sync, active, []
 
     @staticmethod
-    def _why(func, args) -> str:
+    def _why(func, args, kwargs) -> str:
         if func in (torch.Tensor.__setitem__, torch.Tensor.__getitem__):
             parts = args[1] if isinstance(args[1], tuple) else (args[1],)
             if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
@@ -109,10 +111,13 @@ class DeviceSyncOps(TorchFunctionMode):
                 return "a host scalar written by tensor index (blocking host-to-device copy)"
         elif func in _DATA_DEPENDENT or (func is torch.where and len(args) == 1):
             return f"{getattr(func, '__name__', func)} (data-dependent size)"
+        elif func in (torch.tensor, torch.as_tensor) and args and not isinstance(args[0], torch.Tensor) \
+                and (kwargs or {}).get("device") is not None:
+            return f"torch.{func.__name__} of host data onto a device (blocking host-to-device copy)"
         return ""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        why = self._why(func, args) if self.active() else ""
+        why = self._why(func, args, kwargs) if self.active() else ""
         if why:
             caller = traceback.extract_stack(limit=2)[0]
             where = f"{Path(caller.filename).name}:{caller.lineno} `{caller.line}`: {why}"
@@ -133,8 +138,11 @@ def test_the_recorder_sees_the_calls_that_synchronise_a_cuda_device():
         y = torch.where(mask, x, -x)  # three arguments: elementwise
         _ = x[mask]  # recorded: bool mask
         _ = mask.nonzero()  # recorded
+        _ = torch.tensor([1.0, 2.0], device=x.device)  # recorded: host data onto a device
+        _ = torch.as_tensor(x, device=x.device) + torch.as_tensor(2.0)  # a tensor; a CPU scalar (no device)
     assert [line.rsplit("`: ", 1)[1] for line in ops.syncs] == [
         "a host scalar written by tensor index (blocking host-to-device copy)",
-        "indexing with a bool mask (data-dependent size)", "nonzero (data-dependent size)"]
+        "indexing with a bool mask (data-dependent size)", "nonzero (data-dependent size)",
+        "torch.tensor of host data onto a device (blocking host-to-device copy)"]
     assert "x[ids] = 1.0" in ops.syncs[0]
     assert x.tolist() == [0.0, 4.0, 4.0, 0.0] and y.tolist() == [-0.0, 4.0, 4.0, -0.0]
