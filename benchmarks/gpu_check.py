@@ -141,6 +141,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     info: Dict[str, Any] = {"mode": args.mode, "python": sys.version.split()[0], "executable": sys.executable,
                             "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
                             "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count(),
+                            "mujoco_gl": os.environ.get("MUJOCO_GL"),
                             "machine": platform.machine(), "git": _run(["git", "-C", str(REPO), "rev-parse",
                                                                         "--short", "HEAD"]),
                             "git_dirty": bool(_run(["git", "-C", str(REPO), "status", "--porcelain",
