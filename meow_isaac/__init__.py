@@ -2,11 +2,12 @@
 
 import ctypes
 import os
+import sys
 
 
 def default_mujoco_gl() -> str:
-    """The ``MUJOCO_GL`` value to use when the user set none: ``egl`` where ``libEGL.so.1`` loads, else ``osmesa``
-    where ``libOSMesa.so`` loads, else ``disable``.
+    """The ``MUJOCO_GL`` value to use on Linux when the user set none: ``egl`` where ``libEGL.so.1`` loads, else
+    ``osmesa`` where ``libOSMesa.so`` loads, else ``disable``.
 
     ``import mujoco`` imports the backend that ``MUJOCO_GL`` names (``mujoco/rendering/classic/gl_context.py``),
     and with ``egl`` on a machine without libEGL (bare CUDA containers, the lent GPU machine of 2026-12-04) that
@@ -24,8 +25,9 @@ def default_mujoco_gl() -> str:
     return "disable"
 
 
-# Offscreen rendering (videos, task previews) without a display: must be chosen before mujoco is imported.
-if "MUJOCO_GL" not in os.environ:
+# Offscreen rendering (videos, task previews) without a display: must be chosen before mujoco is imported. Linux
+# only: elsewhere MuJoCo's own default (CGL on macOS, WGL on Windows) is kept, and egl/osmesa are invalid there.
+if "MUJOCO_GL" not in os.environ and sys.platform.startswith("linux"):
     os.environ["MUJOCO_GL"] = default_mujoco_gl()
 
 __version__ = "0.1.0"
