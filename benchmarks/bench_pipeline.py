@@ -30,9 +30,10 @@ from meow_isaac.envs.synthetic import SyntheticVecEnv
 from meow_isaac.trainer import Trainer
 
 
-def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path,
-            compile_: str = "auto", amp: str = "none") -> dict:
-    """Run the trainer loop for ~``seconds`` after 20 warm-up iterations; returns throughput figures."""
+def make_trainer(num_envs: int, device: torch.device, batch: int, utd: int, tmp: Path, compile_: str = "auto",
+                 amp: str = "none") -> Trainer:
+    """The real ``Trainer`` on :class:`SyntheticVecEnv` (obs 60, action 8), learning from the first step, with no
+    logging, evaluation or checkpoint inside the measured loop."""
     env = SyntheticVecEnv(num_envs, obs_dim=60, action_dim=8, max_episode_length=1000, device=device)
     cfg = TrainConfig(batch_size=batch, updates_per_step=utd, replay_size_per_env=max(64, 200_000 // num_envs),
                       random_steps=0, learning_starts=1, max_iterations=10**9, log_interval=10**9,
@@ -40,6 +41,13 @@ def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: 
     agent = MEowAgent(60, 8, device, normalize_input=True, compile=compile_, amp=amp)
     trainer = Trainer(env, lambda: env, agent, cfg, tmp, None, "bench", device, show_progress=False)
     trainer.save = lambda path: path  # type: ignore[assignment]
+    return trainer
+
+
+def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path,
+            compile_: str = "auto", amp: str = "none") -> dict:
+    """Run the trainer loop for ~``seconds`` after 20 warm-up iterations; returns throughput figures."""
+    trainer = make_trainer(num_envs, device, batch, utd, tmp, compile_, amp)
     state = {"t0": 0.0, "it0": 0}
     original_add = trainer.replay.add
 
@@ -71,13 +79,7 @@ def profile(num_envs: int, device: torch.device, batch: int, utd: int, iters: in
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    env = SyntheticVecEnv(num_envs, obs_dim=60, action_dim=8, max_episode_length=1000, device=device)
-    cfg = TrainConfig(batch_size=batch, updates_per_step=utd, replay_size_per_env=max(64, 200_000 // num_envs),
-                      random_steps=0, learning_starts=1, max_iterations=10**9, log_interval=10**9,
-                      eval_interval=0, save_interval=10**9, normalize_input=True)
-    agent = MEowAgent(60, 8, device, normalize_input=True, compile=compile_, amp=amp)
-    trainer = Trainer(env, lambda: env, agent, cfg, tmp, None, "bench", device, show_progress=False)
-    trainer.save = lambda path: path  # type: ignore[assignment]
+    trainer = make_trainer(num_envs, device, batch, utd, tmp, compile_, amp)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     prof = torch_profile(activities=activities)
     state: dict = {}

@@ -241,39 +241,19 @@ def test_adapter_step_adds_no_host_sync(fakes, monkeypatch, sim, task, version):
     and makes no other call that synchronises a CUDA device (``DeviceSyncOps``), so on a GPU it never waits for
     the simulation. 40 steps of 16-step episodes: resets are among them (the real Isaac Lab 3 adapter is checked
     the same way in ``tests/test_isaaclab3_real.py``)."""
-    from test_no_host_sync import READS, DeviceSyncOps
+    from test_no_host_sync import host_syncs_outside
 
     if version:
         set_isaaclab_version(monkeypatch, version)
     env = make(sim, task)
     env.reset()
-    state = {"framework": 0, "reads": 0}
-    inner = env.env.step
-
-    def framework_step(*args, **kwargs):
-        state["framework"] += 1
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            state["framework"] -= 1
-
     gen = torch.Generator().manual_seed(0)
     acts = [torch.rand(env.num_envs, env.action_dim, generator=gen) * 2 - 1 for _ in range(40)]
-    with monkeypatch.context() as patch:
-        patch.setattr(env.env, "step", framework_step)
-        for read in READS:
-            original = getattr(torch.Tensor, read)
-
-            def counted(tensor, *args, _original=original, **kwargs):
-                state["reads"] += state["framework"] == 0
-                return _original(tensor, *args, **kwargs)
-
-            patch.setattr(torch.Tensor, read, counted)
-        dones = torch.zeros((), dtype=torch.long)
-        with DeviceSyncOps(active=lambda: state["framework"] == 0) as ops:
-            for action in acts:
-                dones += env.step(action).done.sum()
-    assert state["reads"] == 0, f"{state['reads']} host reads in the {sim} adapter's step"
-    assert not ops.syncs, f"CUDA-synchronising calls in the {sim} adapter's step: {sorted(set(ops.syncs))}"
+    dones = torch.zeros((), dtype=torch.long)
+    with host_syncs_outside((env.env, "step")) as found:
+        for action in acts:
+            dones += env.step(action).done.sum()
+    assert found["reads"] == 0, f"{found['reads']} host reads in the {sim} adapter's step"
+    assert not found["syncs"], f"CUDA-synchronising calls in the {sim} adapter's step: {sorted(set(found['syncs']))}"
     assert int(dones) >= env.num_envs  # episodes ended (resets) among the counted steps
     env.close()

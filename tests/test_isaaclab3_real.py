@@ -160,43 +160,23 @@ def test_contract_against_the_real_env(ant_env):
 
 
 @pytest.mark.xdist_group(name="ant_env")
-def test_the_adapter_adds_no_host_sync_to_the_real_step(ant_env, monkeypatch):
+def test_the_adapter_adds_no_host_sync_to_the_real_step(ant_env):
     """Around Isaac Lab's own ``step`` (not counted: NVIDIA's code), the adapter reads no tensor value on the host
     and makes no call that synchronises a CUDA device otherwise (``DeviceSyncOps``: a host scalar written by
     tensor index, a bool mask, ``nonzero``), so under ``device=cuda:0`` it adds no wait for the GPU. 40 steps of
     30-step episodes: reset steps with ``extras["final_obs"]`` are among them."""
-    from test_no_host_sync import READS, DeviceSyncOps
+    from test_no_host_sync import host_syncs_outside
 
     env = ant_env
-    state = {"framework": 0, "reads": 0}
-    inner = env.env.step
-
-    def framework_step(*args, **kwargs):
-        state["framework"] += 1
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            state["framework"] -= 1
-
     gen = torch.Generator().manual_seed(1)
     acts = [torch.rand(N, env.action_dim, generator=gen) * 2 - 1 for _ in range(40)]
     env.reset()
-    monkeypatch.setattr(env.env, "step", framework_step)
-    for read in READS:
-        original = getattr(torch.Tensor, read)
-
-        def counted(tensor, *args, _original=original, **kwargs):
-            state["reads"] += state["framework"] == 0
-            return _original(tensor, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, read, counted)
     dones = torch.zeros((), dtype=torch.long)
-    with DeviceSyncOps(active=lambda: state["framework"] == 0) as ops:
+    with host_syncs_outside((env.env, "step")) as found:
         for action in acts:
             dones += env.step(action).done.sum()
-    monkeypatch.undo()
-    assert state["reads"] == 0, f"{state['reads']} host reads in the adapter's step"
-    assert not ops.syncs, f"CUDA-synchronising calls in the adapter's step: {sorted(set(ops.syncs))}"
+    assert found["reads"] == 0, f"{found['reads']} host reads in the adapter's step"
+    assert not found["syncs"], f"CUDA-synchronising calls in the adapter's step: {sorted(set(found['syncs']))}"
     assert int(dones) >= N  # episode ends (the extras["final_obs"] path) were among the counted steps
 
 

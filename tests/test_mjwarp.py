@@ -25,7 +25,7 @@ import tasks
 from meow_isaac.config import ConfigError
 from meow_isaac.envs.guard import NonFiniteGuard
 from meow_isaac.factory import resolve_sim
-from test_no_host_sync import DeviceSyncOps
+from test_no_host_sync import host_syncs_outside
 
 pytestmark = pytest.mark.mjwarp
 
@@ -169,7 +169,7 @@ def test_nan_from_physics_is_contained():
 
 
 @pytest.mark.parametrize("task", ["Ant", "MujocoHumanoid", "Anymal", "FrankaCabinet", "AllegroHand", "Ingenuity"])
-def test_step_reads_nothing_on_the_host(task, monkeypatch):
+def test_step_reads_nothing_on_the_host(task):
     """``step`` (task hooks, auto-reset included) makes no host read of a tensor value and no call that synchronises
     a CUDA device otherwise (``DeviceSyncOps``: a host scalar written by tensor index, a bool mask, ``nonzero``), so
     on CUDA it queues work without waiting for the GPU. The engine's own calls are not counted: on warp's CPU device
@@ -178,33 +178,13 @@ def test_step_reads_nothing_on_the_host(task, monkeypatch):
     env.reset()
     acts = actions(5, N, env.action_dim)
     env.step(acts[0])  # first call: nothing special on CPU, but keep the counted steps uniform
-    state = {"engine": 0, "reads": 0}
-    for name in ("reset_mask", "forward_masked", "step", "post_constraint"):
-        original = getattr(env.physics, name)
-
-        def engine_call(*args, _original=original, **kwargs):
-            state["engine"] += 1
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                state["engine"] -= 1
-
-        monkeypatch.setattr(env.physics, name, engine_call)
-    for read in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"):
-        original = getattr(torch.Tensor, read)
-
-        def counted(tensor, *args, _original=original, **kwargs):
-            state["reads"] += state["engine"] == 0
-            return _original(tensor, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, read, counted)
     dones = 0
-    with DeviceSyncOps(active=lambda: state["engine"] == 0) as ops:
+    engine = [(env.physics, name) for name in ("reset_mask", "forward_masked", "step", "post_constraint")]
+    with host_syncs_outside(*engine) as found:
         for a in acts[1:]:
             dones += env.step(a).done.sum()  # tensor sum: not a read
-    monkeypatch.undo()
-    assert state["reads"] == 0
-    assert not ops.syncs, f"CUDA-synchronising calls in step: {sorted(set(ops.syncs))}"
+    assert found["reads"] == 0, f"{found['reads']} host reads in step"
+    assert not found["syncs"], f"CUDA-synchronising calls in step: {sorted(set(found['syncs']))}"
     if task in ("Ant", "MujocoHumanoid"):
         assert int(dones) >= N  # the sync-free auto-reset ran
     env.close()

@@ -8,8 +8,10 @@ while the trainer runs on a synthetic device env. With a GPU, the same loop can 
 ``torch.cuda.set_sync_debug_mode("error")``.
 """
 
+import contextlib
 import traceback
 from pathlib import Path
+from typing import Iterator, Tuple
 
 import pytest
 import torch
@@ -125,6 +127,42 @@ class DeviceSyncOps(TorchFunctionMode):
                 raise RuntimeError(f"CUDA-synchronising call while the host-sync guard is on, at {where}")
             self.syncs.append(where)
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def host_syncs_outside(*calls: Tuple[object, str]) -> Iterator[dict]:
+    """Inside, count the host reads (:data:`READS`) and record the :class:`DeviceSyncOps` calls made anywhere but
+    inside ``getattr(obj, name)`` for each ``(obj, name)`` of ``calls`` (a framework's or physics engine's own
+    calls, which are not this project's code). Yields ``{"reads": int, "syncs": list}``, filled on exit."""
+    state = {"inside": 0}
+    result: dict = {"reads": 0, "syncs": []}
+
+    def counted_inside(original):
+        def call(*args, **kwargs):
+            state["inside"] += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                state["inside"] -= 1
+        return call
+
+    def counted_read(original):
+        def read(tensor, *args, **kwargs):
+            result["reads"] += state["inside"] == 0
+            return original(tensor, *args, **kwargs)
+        return read
+
+    patch = pytest.MonkeyPatch()
+    try:
+        for obj, name in calls:
+            patch.setattr(obj, name, counted_inside(getattr(obj, name)))
+        for name in READS:
+            patch.setattr(torch.Tensor, name, counted_read(getattr(torch.Tensor, name)))
+        with DeviceSyncOps(active=lambda: state["inside"] == 0) as ops:
+            yield result
+    finally:
+        patch.undo()
+    result["syncs"] = ops.syncs
 
 
 def test_the_recorder_sees_the_calls_that_synchronise_a_cuda_device():
