@@ -19,6 +19,7 @@ float32 in ``(-1, 1)``. Formats (``export=``):
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import sys
 import warnings
@@ -74,7 +75,8 @@ def export_policy(actor: nn.Module, normalizer: RunningObsNormalizer, obs_dim: i
                   fmt: str) -> Path:
     """Write ``actor`` (normalised obs -> action, see ``Agent.deterministic_actor``) with the normaliser in front
     to ``path`` in ``fmt`` (``pt2``, ``onnx`` or ``torchscript``; see the module docstring); returns the path.
-    The module is exported on the CPU in float32.
+    The module is exported on the CPU in float32, from copies: ``actor`` and ``normalizer`` keep their device,
+    dtype and train/eval mode (export mid-training is safe).
 
     Raises:
         ValueError: unknown ``fmt``.
@@ -83,7 +85,8 @@ def export_policy(actor: nn.Module, normalizer: RunningObsNormalizer, obs_dim: i
     check_format(fmt)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = DeterministicPolicy(actor, normalizer).cpu().float().eval()
+    # a copy: .cpu()/.float()/.eval() act in place and must not move, cast or freeze the caller's live modules
+    module = DeterministicPolicy(copy.deepcopy(actor), copy.deepcopy(normalizer)).cpu().float().eval()
     with torch.no_grad():
         if fmt == "torchscript":
             print("[meow-isaac] export=torchscript is legacy: torch.jit is deprecated (torch 2.13 warns on trace "

@@ -119,3 +119,17 @@ def test_multirun_gives_each_job_its_folder_and_config(tmp_path):
 
         alphas.append(OmegaConf.load(config).train.alpha)
     assert sorted(alphas) == [0.05, 0.1]
+
+
+def test_export_leaves_the_live_modules_as_they_were(tmp_path):
+    """``export_policy`` works on copies: the agent's flow and normaliser keep their train mode (and device and
+    dtype), so exporting in the middle of training changes nothing in the run."""
+    from meow_isaac.agents.meow import MEowAgent
+    from meow_isaac.export import export_policy
+
+    agent = MEowAgent(5, 2, torch.device("cpu"), normalize_input=True)
+    agent.policy.train(), agent.normalizer.train()
+    before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    export_policy(agent.deterministic_actor(), agent.normalizer, 5, tmp_path / "policy.pt2", "pt2")
+    assert agent.policy.training and agent.normalizer.training
+    assert all(torch.equal(v, before[k]) for k, v in agent.policy.state_dict().items())
