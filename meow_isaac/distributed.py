@@ -7,6 +7,7 @@ parameters and normaliser stay identical on all ranks. Rank 0 logs, evaluates an
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -35,14 +36,28 @@ class DistInfo:
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group started by ``torchrun`` (reads ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``).
 
-    Backend: NCCL for CUDA training, gloo otherwise. Single-process runs return ``DistInfo()`` untouched.
+    Backend: NCCL for CUDA training, gloo otherwise. Single-process runs return ``DistInfo()`` untouched. The group
+    is left at interpreter exit (:func:`destroy_distributed`).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        atexit.register(destroy_distributed)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def destroy_distributed() -> None:
+    """Leave the process group (``dist.destroy_process_group``) if one is joined; registered at exit by
+    :func:`init_distributed`.
+
+    Without it the group is torn down during interpreter finalisation, where gloo's worker threads can abort the
+    process (``terminate called without an active exception``, exit code -6) after a run that finished: torchrun
+    then reports the job as failed (seen in this project's 2-rank CI test; pytorch/pytorch#190489, #179291).
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:

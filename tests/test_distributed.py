@@ -55,3 +55,32 @@ def test_checkpoint_error_stop_stops_every_rank_with_one_line(tmp_path):
     assert set(ranks) == {"0", "1"} and "5" in ranks.values() and set(ranks.values()) <= {"5", "-15"}, out[-3000:]
     assert re.search(r"Root Cause.*?exitcode\s*:\s*5", out, re.S), out[-3000:]
     assert "done: iteration" not in out
+
+
+_EXIT_PROBE = r'''
+import atexit
+import torch.distributed as dist
+# registered first, so it runs last (atexit is LIFO): after every handler the project registered
+atexit.register(lambda: print(f"[probe] rank {dist.get_rank() if dist.is_initialized() else '-'}: group joined at "
+                              f"exit: {dist.is_initialized()}", flush=True))
+from meow_isaac.distributed import all_reduce_sum, init_distributed
+import torch
+info = init_distributed("cpu")
+print(f"[probe] rank {info.rank}: sum {float(all_reduce_sum(torch.ones(1)))}", flush=True)
+'''
+
+
+def test_every_rank_leaves_the_process_group_before_the_interpreter_exits(tmp_path):
+    """``init_distributed`` registers ``destroy_distributed`` at exit: a group left for interpreter finalisation can
+    abort a rank whose run had finished (``terminate called without an active exception``, exit -6, seen once in
+    the 2-rank SIGKILL test), and torchrun reports the job as failed."""
+    script = tmp_path / "probe.py"
+    script.write_text(_EXIT_PROBE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+           str(script)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("sum 2.0") == 2, out[-3000:]
+    assert out.count("group joined at exit: False") == 2, out[-3000:]
