@@ -36,12 +36,11 @@ from meow_isaac.envs.synthetic import SyntheticVecEnv
 from meow_isaac.normalization import RunningObsNormalizer
 from meow_isaac.replay import Batch, ReplayBuffer
 from meow_isaac.trainer import Trainer
-from test_no_host_sync import DeviceSyncOps
+from test_no_host_sync import READS as HOST_READS, DeviceSyncOps
 
 pytestmark = pytest.mark.cuda
 DRY_RUN_ENV = "MEOW_CUDA_TESTS_ON_CPU"
 OBS, ACT = 11, 3  # Hopper sizes
-HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 
 
 @pytest.fixture

@@ -165,18 +165,13 @@ def test_the_adapter_adds_no_host_sync_to_the_real_step(ant_env):
     and makes no call that synchronises a CUDA device otherwise (``DeviceSyncOps``: a host scalar written by
     tensor index, a bool mask, ``nonzero``), so under ``device=cuda:0`` it adds no wait for the GPU. 40 steps of
     30-step episodes: reset steps with ``extras["final_obs"]`` are among them."""
-    from test_no_host_sync import host_syncs_outside
+    from test_no_host_sync import step_without_host_syncs
 
     env = ant_env
     gen = torch.Generator().manual_seed(1)
     acts = [torch.rand(N, env.action_dim, generator=gen) * 2 - 1 for _ in range(40)]
     env.reset()
-    dones = torch.zeros((), dtype=torch.long)
-    with host_syncs_outside((env.env, "step")) as found:
-        for action in acts:
-            dones += env.step(action).done.sum()
-    assert found["reads"] == 0, f"{found['reads']} host reads in the adapter's step"
-    assert not found["syncs"], f"CUDA-synchronising calls in the adapter's step: {sorted(set(found['syncs']))}"
+    dones = step_without_host_syncs(env, acts, (env.env, "step"))
     assert int(dones) >= N  # episode ends (the extras["final_obs"] path) were among the counted steps
 
 

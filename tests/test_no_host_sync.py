@@ -26,13 +26,16 @@ READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "
 
 
 class ReadCounter:
-    def __init__(self, monkeypatch):
+    """Counts the host reads (:data:`READS`) of any tensor while ``monkeypatch`` holds; ``active``: a callable
+    deciding per read whether it counts (e.g. not inside a framework's own calls)."""
+
+    def __init__(self, monkeypatch, active=lambda: True):
         self.count = 0
         for name in READS:
             original = getattr(torch.Tensor, name)
 
             def wrapper(tensor, *args, _original=original, **kwargs):
-                self.count += 1
+                self.count += bool(active())
                 return _original(tensor, *args, **kwargs)
 
             monkeypatch.setattr(torch.Tensor, name, wrapper)
@@ -131,8 +134,8 @@ class DeviceSyncOps(TorchFunctionMode):
 
 @contextlib.contextmanager
 def host_syncs_outside(*calls: Tuple[object, str]) -> Iterator[dict]:
-    """Inside, count the host reads (:data:`READS`) and record the :class:`DeviceSyncOps` calls made anywhere but
-    inside ``getattr(obj, name)`` for each ``(obj, name)`` of ``calls`` (a framework's or physics engine's own
+    """Inside, count the host reads (:class:`ReadCounter`) and record the :class:`DeviceSyncOps` calls made anywhere
+    but inside ``getattr(obj, name)`` for each ``(obj, name)`` of ``calls`` (a framework's or physics engine's own
     calls, which are not this project's code). Yields ``{"reads": int, "syncs": list}``, filled on exit."""
     state = {"inside": 0}
     result: dict = {"reads": 0, "syncs": []}
@@ -146,23 +149,30 @@ def host_syncs_outside(*calls: Tuple[object, str]) -> Iterator[dict]:
                 state["inside"] -= 1
         return call
 
-    def counted_read(original):
-        def read(tensor, *args, **kwargs):
-            result["reads"] += state["inside"] == 0
-            return original(tensor, *args, **kwargs)
-        return read
-
+    outside = lambda: state["inside"] == 0  # noqa: E731
     patch = pytest.MonkeyPatch()
     try:
         for obj, name in calls:
             patch.setattr(obj, name, counted_inside(getattr(obj, name)))
-        for name in READS:
-            patch.setattr(torch.Tensor, name, counted_read(getattr(torch.Tensor, name)))
-        with DeviceSyncOps(active=lambda: state["inside"] == 0) as ops:
+        counter = ReadCounter(patch, active=outside)
+        with DeviceSyncOps(active=outside) as ops:
             yield result
     finally:
         patch.undo()
-    result["syncs"] = ops.syncs
+    result["reads"], result["syncs"] = counter.count, ops.syncs
+
+
+def step_without_host_syncs(env, actions, *calls: Tuple[object, str]) -> torch.Tensor:
+    """``env.step`` each of ``actions`` under :func:`host_syncs_outside` (``calls``: the framework's or engine's
+    own); asserts that no host read and no :class:`DeviceSyncOps` call happened outside them. Returns the number of
+    episode ends (0-dim int64 tensor), so that a test can check that resets were among the steps."""
+    dones = torch.zeros((), dtype=torch.long)
+    with host_syncs_outside(*calls) as found:
+        for action in actions:
+            dones += env.step(action).done.sum()  # a tensor sum: not a host read
+    assert found["reads"] == 0, f"{found['reads']} host reads in step"
+    assert not found["syncs"], f"CUDA-synchronising calls in step: {sorted(set(found['syncs']))}"
+    return dones
 
 
 def test_the_recorder_sees_the_calls_that_synchronise_a_cuda_device():
