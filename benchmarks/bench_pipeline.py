@@ -44,27 +44,40 @@ def make_trainer(num_envs: int, device: torch.device, batch: int, utd: int, tmp:
     return trainer
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for the device (CUDA) so that a clock reading covers the queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _after_each_add(trainer: Trainer, hook) -> None:
+    """Call ``hook(num_adds)`` after each ``trainer.replay.add`` (once per vectorised step): where the benchmarks
+    start clocks and the profiler and stop the run."""
+    original_add = trainer.replay.add
+
+    def add(*args: torch.Tensor) -> None:
+        original_add(*args)
+        hook(trainer.replay.num_adds)
+
+    trainer.replay.add = add  # type: ignore[assignment]
+
+
 def measure(num_envs: int, device: torch.device, batch: int, utd: int, seconds: float, tmp: Path,
             compile_: str = "auto", amp: str = "none") -> dict:
     """Run the trainer loop for ~``seconds`` after 20 warm-up iterations; returns throughput figures."""
     trainer = make_trainer(num_envs, device, batch, utd, tmp, compile_, amp)
     state = {"t0": 0.0, "it0": 0}
-    original_add = trainer.replay.add
 
-    def add(*args: torch.Tensor) -> None:
-        original_add(*args)
-        n = trainer.replay.num_adds
+    def after_add(n: int) -> None:
         if n == 20:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            _sync(device)
             state["t0"], state["it0"] = time.perf_counter(), n
         elif n > 20 and n % 10 == 0 and time.perf_counter() - state["t0"] > seconds:
             trainer.stop_requested = True
 
-    trainer.replay.add = add  # type: ignore[assignment]
+    _after_each_add(trainer, after_add)
     trainer.train()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    _sync(device)
     elapsed = time.perf_counter() - state["t0"]
     iters = trainer.iteration - state["it0"]
     return {"num_envs": num_envs, "transitions_per_s": iters * num_envs / elapsed,
@@ -83,24 +96,19 @@ def profile(num_envs: int, device: torch.device, batch: int, utd: int, iters: in
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     prof = torch_profile(activities=activities)
     state: dict = {}
-    original_add = trainer.replay.add
 
-    def add(*args: torch.Tensor) -> None:
-        original_add(*args)
-        n = trainer.replay.num_adds
+    def after_add(n: int) -> None:
         if n == 30:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            _sync(device)
             prof.__enter__()
             state["t0"] = time.perf_counter()
         elif n == 30 + iters:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            _sync(device)
             state["wall"] = time.perf_counter() - state["t0"]
             prof.__exit__(None, None, None)
             trainer.stop_requested = True
 
-    trainer.replay.add = add  # type: ignore[assignment]
+    _after_each_add(trainer, after_add)
     trainer.train()
     events = prof.key_averages()
     host_ms = sum(e.self_cpu_time_total for e in events) / 1e3 / iters
