@@ -72,6 +72,18 @@ def test_cpu_image_ci_and_apptainer_install_through_the_same_script():
     assert "torch==2.13.0" in script and os.access(ROOT / "scripts" / "install_cpu.sh", os.X_OK)
 
 
+def test_readme_test_commands_are_the_ones_ci_runs():
+    """The README's "Install and run the tests" block is what ``.ci/run`` does: the same install line (a missing
+    extra there, e.g. ``mjwarp``, makes ``tests/test_mjwarp.py`` fail for a newcomer) and the same pytest call."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("**Install and run the tests**", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    install, test = [line.strip() for line in block.strip().splitlines()]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert install in ci, f"README installs with {install!r}; .ci/run does not"
+    reported = [" ".join(w for w in line.split() if not w.startswith("--durations")) for line in ci]  # timing report
+    assert test in reported, f"README tests with {test!r}; .ci/run does not"
+
+
 @pytest.mark.parametrize("name", ["Dockerfile.isaacgym", "Dockerfile.omniisaacgym"])
 def test_python_below_3_11_images_install_setup_py_requirements(name):
     """These images install meow-isaac with --no-deps (mujoco>=4 needs Python 3.11), then setup.py's list by hand."""
