@@ -35,7 +35,7 @@ from meow_isaac.logger import Logger
 from meow_isaac.trainer import Trainer, evaluate
 
 EXIT_CONFIG_ERROR = 2
-EXIT_PREEMPTED = 3  # SIGTERM/SIGUSR1: checkpoint written, run can be resumed with checkpoint=auto
+EXIT_PREEMPTED = 3  # SIGTERM/SIGUSR1/Ctrl-C: checkpoint written, run can be resumed with checkpoint=auto
 
 
 def config_dir() -> Path:
@@ -445,7 +445,8 @@ def _multirun_job_suffix() -> str:
 
 
 def _install_stop_handlers(trainer: Trainer) -> Dict[int, Any]:
-    """SIGTERM/SIGUSR1 (Slurm preemption) ask the trainer to checkpoint and stop (main thread only)."""
+    """SIGTERM/SIGUSR1 (Slurm preemption) and a first Ctrl-C (SIGINT, where Python's default handler is in place)
+    ask the trainer to checkpoint and stop (main thread only); a second Ctrl-C interrupts at once, as usual."""
     import signal
     import threading
 
@@ -453,7 +454,12 @@ def _install_stop_handlers(trainer: Trainer) -> Dict[int, Any]:
         return {}
 
     def handler(signum: int, frame: Any) -> None:
-        print(f"[meow-isaac] received signal {signum}: checkpointing and stopping", flush=True)
+        if signum == signal.SIGINT:
+            print("[meow-isaac] Ctrl-C: checkpointing and stopping after this step (Ctrl-C again to abort at once)",
+                  flush=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        else:
+            print(f"[meow-isaac] received signal {signum}: checkpointing and stopping", flush=True)
         trainer.stop_requested = True
         trainer.stop_signal = signum
 
@@ -462,6 +468,8 @@ def _install_stop_handlers(trainer: Trainer) -> Dict[int, Any]:
     for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None), getattr(signal, "SIGUSR2", None)):
         if sig is not None:
             previous[sig] = signal.signal(sig, handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not a handler someone else installed
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     return previous
 
 
@@ -473,7 +481,7 @@ def _restore_handlers(previous: Dict[int, Any], trainer: Trainer) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     signum = getattr(trainer, "stop_signal", None)
-    if signum is not None and callable(previous.get(signum)):
+    if signum is not None and signum != signal.SIGINT and callable(previous.get(signum)):  # SIGINT's would raise
         previous[signum](signum, None)
 
 

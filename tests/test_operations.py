@@ -50,6 +50,25 @@ def test_sigterm_checkpoints_exits_3_and_auto_resume_matches_uninterrupted(tmp_p
         (whole["iteration"], whole["updates"], whole["frames"])
 
 
+def test_ctrl_c_checkpoints_and_exits_3(tmp_path):
+    """A first Ctrl-C (SIGINT) stops like a preemption: the step ends, a checkpoint is written, exit 3 with the
+    resume line, instead of a KeyboardInterrupt traceback from inside the env step."""
+    args = SMALL + ["experiment=int", "train.eval_interval=0", "train.compile=False", "max_iterations=100000"]
+    proc = subprocess.Popen(CLI + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = tmp_path / "runs" / "int" / "nn" / "int.pth"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:  # first periodic checkpoint: the loop is running
+        time.sleep(0.5)
+    assert ckpt.exists()
+    before = torch.load(ckpt, weights_only=False)["counters"]["iteration"]
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out
+    assert "Ctrl-C: checkpointing and stopping" in out and "Traceback" not in out
+    assert "resume with checkpoint=auto experiment=int" in out
+    assert torch.load(ckpt, weights_only=False)["counters"]["iteration"] >= before
+
+
 LOAD_WITHOUT_THE_PROJECT = """
 import sys, torch
 sys.modules["meow_isaac"] = sys.modules["tasks"] = None  # any import of the project fails
